@@ -1,0 +1,80 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Hot modules: no exclusivity checks at run time (measured to matter in the
+// per-packet loops) and cross-module inlining of the @inlinable fast paths.
+let hot: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
+
+let package = Package(
+    name: "Sluice",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"]),
+        .executable(name: "sluice-stat", targets: ["sluice-stat"]),
+        .executable(name: "sluice-gen", targets: ["sluice-gen"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C shim: pause, rdtsc, atomics on raw memory, CPU_SET, SCM_RIGHTS, libnuma, libhugetlbfs.
+        .target(
+            name: "CSluice",
+            linkerSettings: [.linkedLibrary("numa"), .linkedLibrary("hugetlbfs")]
+        ),
+        // Pure modules: depend on nothing.
+        .target(name: "Config"),
+        // Platform: typed syscalls, mapped memory, hugepages, eventfd, sockets, threads.
+        .target(name: "Platform", dependencies: ["CSluice"], swiftSettings: hot),
+        .target(name: "Memory", dependencies: ["Platform", "CSluice"], swiftSettings: hot),
+        .target(name: "Stats", dependencies: ["CSluice"], swiftSettings: hot),
+        .target(name: "Virtio", dependencies: ["Platform", "Memory", "CSluice"], swiftSettings: hot),
+        .target(name: "VhostUser", dependencies: ["Virtio", "Platform", "CSluice"], swiftSettings: hot),
+        .target(name: "Switching", dependencies: ["Virtio", "VhostUser", "Memory", "Stats", "CSluice"], swiftSettings: hot),
+        .target(
+            name: "Engine",
+            dependencies: [
+                "Config", "Platform", "Memory", "Stats", "Virtio", "VhostUser", "Switching", "CSluice",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: hot
+        ),
+        .executableTarget(
+            name: "sluice",
+            dependencies: [
+                "Engine", "Config", "Platform",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "sluice-stat",
+            dependencies: ["Stats", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "tools/sluice-stat"
+        ),
+        .executableTarget(
+            name: "sluice-gen",
+            dependencies: [
+                "VhostUser", "Virtio", "Platform", "CSluice",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/sluice-gen",
+            swiftSettings: hot
+        ),
+        .executableTarget(
+            name: "sluice-bench",
+            dependencies: ["Memory", "Platform", "CSluice"],
+            path: "tools/bench/sluice-bench",
+            swiftSettings: hot
+        ),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"], exclude: ["Fixtures"]),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
+        .testTarget(name: "MemoryTests", dependencies: ["Memory", "Platform"]),
+        .testTarget(name: "StatsTests", dependencies: ["Stats", "Platform"]),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Memory", "Platform"]),
+        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "Platform"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Config", "Stats", "VhostUser", "Virtio", "Platform"]),
+        .testTarget(name: "SystemTests", dependencies: ["Stats", "Config"]),
+    ]
+)

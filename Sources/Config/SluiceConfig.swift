@@ -1,0 +1,103 @@
+/// The whole configuration file, parsed and validated.
+///
+/// ```swift
+/// let config = try SluiceConfig.load(path: "/etc/sluice.ini")   // throws ConfigError
+/// for warning in config.warnings { print(warning) }
+/// ```
+public struct SluiceConfig: Sendable {
+    /// The file name used in diagnostics.
+    public var file: String
+    /// The `[dataplane]` section, or its defaults if there is none.
+    public var dataplane: DataplaneConfig
+    /// Ports in file order.
+    public var ports: [PortConfig]
+    public var p2p: [P2PConfig]
+    public var switches: [SwitchConfig]
+    /// Problems that do not stop sluice, such as a port attached to nothing.
+    public var warnings: [Diagnostic]
+
+    public init(
+        file: String,
+        dataplane: DataplaneConfig = DataplaneConfig(),
+        ports: [PortConfig] = [],
+        p2p: [P2PConfig] = [],
+        switches: [SwitchConfig] = [],
+        warnings: [Diagnostic] = []
+    ) {
+        self.file = file
+        self.dataplane = dataplane
+        self.ports = ports
+        self.p2p = p2p
+        self.switches = switches
+        self.warnings = warnings
+    }
+
+    public func port(named name: String) -> PortConfig? {
+        ports.first { $0.name == name }
+    }
+
+    /// Parses configuration text; `file` names it in diagnostics.
+    /// Throws every error found, in line order.
+    public static func parse(text: String, file: String) throws(ConfigError) -> SluiceConfig {
+        try parse(bytes: Array(text.utf8), file: file)
+    }
+
+    /// Reads and parses a file. A file that cannot be read is reported as
+    /// `FILE:0: cannot read: <reason>`.
+    public static func load(path: String) throws(ConfigError) -> SluiceConfig {
+        switch readConfigFile(path) {
+        case .success(let bytes):
+            return try parse(bytes: bytes, file: path)
+        case .failure(let problem):
+            throw ConfigError(diagnostics: [Diagnostic(file: path, line: 0, message: problem.message)])
+        }
+    }
+
+    /// Parses raw bytes, so that lines which are not UTF-8 are reported by line number.
+    static func parse(bytes: [UInt8], file: String) throws(ConfigError) -> SluiceConfig {
+        var log = DiagnosticLog(file: file)
+        let ini = INIParser.parse(bytes, log: &log)
+        let config = build(ini, file: file, log: &log)
+        if !log.errors.isEmpty {
+            throw ConfigError(diagnostics: log.sortedErrors)
+        }
+        return config
+    }
+
+    /// Decodes every section, then checks what sections say about each other.
+    /// Section order in the file does not matter.
+    private static func build(_ ini: ParsedINI, file: String, log: inout DiagnosticLog) -> SluiceConfig {
+        let dataplane = DataplaneDecoder.decode(ini.sections.first { $0.kind == .dataplane }, log: &log)
+
+        var ports: [DecodedPort] = []
+        var links: [DecodedLink] = []
+        for section in ini.sections {
+            switch section.kind {
+            case .dataplane:
+                continue
+            case .port:
+                ports.append(PortDecoder.decode(section, socketDir: dataplane.socketDir, log: &log))
+            case .p2p, .switch:
+                links.append(LinkDecoder.decode(section, log: &log))
+            }
+        }
+
+        let portNames = Set(ini.sections.filter { $0.kind == .port }.map(\.name))
+        CrossReferences.check(
+            links: links, portNames: portNames, brokenPortNames: ini.brokenNames[.port] ?? [],
+            ports: ports, log: &log
+        )
+
+        var config = SluiceConfig(file: file, dataplane: dataplane)
+        config.ports = ports.compactMap(\.config)
+        for link in links where link.isValid {
+            if link.kind == .p2p, link.ports.count == 2 {
+                config.p2p.append(P2PConfig(name: link.name, line: link.line, a: link.ports[0], b: link.ports[1]))
+            } else if link.kind == .switch {
+                config.switches.append(SwitchConfig(name: link.name, line: link.line, ports: link.ports, aging: link.aging))
+            }
+        }
+        config.warnings = log.sortedWarnings
+        return config
+    }
+}

@@ -1,0 +1,145 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Logging
+import Memory
+import Platform
+import Stats
+
+/// The running daemon: workers, packet memory, stats, and the control loop that
+/// owns sockets and signals. Built from a validated config; `run()` blocks until
+/// SIGINT/SIGTERM and tears everything down.
+public final class Dataplane {
+    let config: SluiceConfig
+    let options: RuntimeOptions
+    let logger: Logger
+    let stats: StatsWriter
+    let mempool: Mempool
+    private(set) var workers: [Worker] = []
+    private let signalFD: Int32
+    let controlEpoll: Epoll
+    private var mempoolInUse: StatsCounter = .discard
+    private var stopping = false
+
+    static let signalToken: UInt64 = 1
+
+    public init(config: SluiceConfig, options: RuntimeOptions, logger: Logger) throws(EngineError) {
+        self.config = config
+        self.options = options
+        self.logger = logger
+        Signals.ignorePipe()
+        do {
+            // Block the signals before any thread starts, so every thread inherits the mask
+            // and only the control loop sees them (through the signalfd).
+            signalFD = try Signals.signalFD([SIGINT, SIGTERM, SIGHUP])
+            controlEpoll = try Epoll()
+            try controlEpoll.add(signalFD, token: Self.signalToken)
+        } catch { throw EngineError("cannot set up the control loop: \(error)") }
+
+        do {
+            stats = try StatsWriter(instance: options.instance, slots: options.cores.count)
+        } catch { throw EngineError("stats segment: \(error.message)") }
+
+        do {
+            mempool = try Mempool(name: "pkt", count: options.mempoolSize, caches: options.cores.count,
+                                  policy: options.hugepages, numaNode: CPUInfo.numaNode(ofCPU: options.cores[0]))
+        } catch {
+            stats.remove()
+            throw EngineError(error.message)
+        }
+        if let warning = mempool.memory.warning { logger.warning("\(warning)") }
+
+        do {
+            try registerCounters()
+            for (n, cpu) in options.cores.enumerated() {
+                let counters = WorkerCounters(
+                    loops: try counter("worker.\(n).loops", slot: n),
+                    busyCycles: try counter("worker.\(n).busy_cycles", slot: n),
+                    idleCycles: try counter("worker.\(n).idle_cycles", slot: n),
+                    busyPackets: try counter("worker.\(n).busy_packets", slot: n))
+                workers.append(try Worker(id: n, cpu: cpu, policy: options.idlePolicy,
+                                          counters: counters, mempoolCache: mempool.cache(n)))
+            }
+        } catch let e as EngineError {
+            stats.remove(); throw e
+        } catch {
+            stats.remove(); throw EngineError("\(error)")
+        }
+    }
+
+    func counter(_ name: String, kind: CounterKind = .counter, slot: Int) throws(EngineError) -> StatsCounter {
+        do { return stats.counter(try stats.register(name, kind: kind), slot: slot) } catch {
+            throw EngineError("stats: \(error.message)")
+        }
+    }
+
+    private func registerCounters() throws(EngineError) {
+        mempoolInUse = try counter("mempool.\(mempool.name).in_use", kind: .gauge, slot: stats.controlSlot)
+        // alloc_fail is bumped by workers in their own slots.
+        for n in 0..<options.cores.count {
+            _ = try counter("mempool.\(mempool.name).alloc_fail", slot: n)
+        }
+    }
+
+    /// Start the workers and serve until a stop signal. Returns the exit status.
+    public func run() -> Int32 {
+        for w in workers {
+            do { try w.start() } catch {
+                logger.error("worker \(w.id): \(error)")
+                shutdown()
+                return 1
+            }
+        }
+        logger.info("sluice '\(options.instance)' running: \(workers.count) worker(s) on core(s) \(options.cores.map(String.init).joined(separator: ",")), \(options.idlePolicy); stats at \(stats.path)")
+        var lastTick: UInt64 = 0
+        var checkedPins = false
+        while !stopping {
+            controlEpoll.wait(timeoutMillis: 100) { token, events in
+                self.handle(token: token, events: events)
+            }
+            let now = Clock.monotonicNanos()
+            if now &- lastTick >= 100_000_000 {
+                lastTick = now
+                housekeeping()
+                if !checkedPins {
+                    checkedPins = true
+                    for w in workers { if let e = w.pinError { logger.warning("worker \(w.id) not pinned: \(e)") } }
+                }
+            }
+        }
+        shutdown()
+        logger.info("sluice '\(options.instance)' stopped")
+        return 0
+    }
+
+    private func handle(token: UInt64, events: UInt32) {
+        if token == Self.signalToken {
+            while let sig = Signals.read(signalFD) {
+                logger.info("signal \(sig): stopping")
+                stopping = true
+            }
+            return
+        }
+        handlePortEvent(token: token, events: events)
+    }
+
+    /// Every ~100 ms: heartbeat and gauges.
+    private func housekeeping() {
+        stats.beat()
+        mempoolInUse.set(UInt64(max(0, mempool.inUse)))
+        portHousekeeping()
+    }
+
+    private func shutdown() {
+        for w in workers { w.stop() }
+        closePorts()
+        stats.remove()
+        closeFD(signalFD)
+    }
+
+    // Ports plug in here (vhost-user issue); the foundation has none.
+    func handlePortEvent(token: UInt64, events: UInt32) {}
+    func portHousekeeping() {}
+    func closePorts() {}
+}

@@ -1,0 +1,66 @@
+import Memory
+
+/// One item on a worker's poll list. An enum over plain values, dispatched once per
+/// batch (STYLE.md hot-path habit 2). Later issues add cases (switch ports, NVMe
+/// queue pairs); the foundation has none, so a worker's list starts empty.
+enum PollEntry {
+}
+
+/// The worker's poll list: inline-allocated entries, no Array on the hot path.
+struct PollList {
+    static let capacity = 256
+    private(set) var entries: UnsafeMutablePointer<PollEntry>?
+    private(set) var count = 0
+
+    mutating func destroy() {
+        if let e = entries { e.deinitialize(count: count); e.deallocate() }
+        entries = nil
+        count = 0
+    }
+
+    /// Control thread, worker paused.
+    mutating func append(_ entry: PollEntry) -> Bool {
+        if entries == nil { entries = .allocate(capacity: Self.capacity) }
+        guard count < Self.capacity, let e = entries else { return false }
+        (e + count).initialize(to: entry)
+        count += 1
+        return true
+    }
+
+    /// Poll every entry once; returns the packets moved.
+    @inline(__always)
+    func pollAll(worker: Worker) -> Int {
+        guard let e = entries else { return 0 }
+        var work = 0
+        for i in 0..<count {
+            switch e[i] {
+            }
+        }
+        return work
+    }
+
+    func setNotifications(_ on: Bool) {
+        guard let e = entries else { return }
+        for i in 0..<count {
+            switch e[i] {
+            }
+        }
+    }
+
+    func hasPendingWork() -> Bool {
+        guard let e = entries else { return false }
+        for i in 0..<count {
+            switch e[i] {
+            }
+        }
+        return false
+    }
+
+    func drainKicks() {
+        guard let e = entries else { return }
+        for i in 0..<count {
+            switch e[i] {
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import CSluice
+import Platform
+import Stats
+import Memory
+
+/// Per-worker counters, written only by that worker.
+struct WorkerCounters: BitwiseCopyable {
+    var loops: StatsCounter
+    var busyCycles: StatsCounter
+    var idleCycles: StatsCounter
+    var busyPackets: StatsCounter
+}
+
+/// A pinned polling thread. It owns its poll list: the control thread changes the
+/// list (or anything a listed entry points at) only between `pause()` and `resume()`.
+public final class Worker: @unchecked Sendable {
+    public let id: Int
+    public let cpu: Int
+    public let policy: IdlePolicy
+    let control = WorkerControl.create()
+    let counters: WorkerCounters
+    /// Wakes the worker from an event-mode sleep (control messages, shutdown).
+    let wakeFD: Int32
+    /// Event mode: the wake fd plus the kick eventfds of the queues this worker polls.
+    let epoll: Epoll
+    /// Owned by the worker thread; see the type comment.
+    var pollList = PollList()
+    let mempoolCache: MempoolCache
+    private var thread: OSThread?
+    /// Set when pinning failed (reported by the control thread after start).
+    nonisolated(unsafe) private(set) var pinError: SystemError?
+
+    init(id: Int, cpu: Int, policy: IdlePolicy, counters: WorkerCounters, mempoolCache: MempoolCache) throws(SystemError) {
+        self.id = id
+        self.cpu = cpu
+        self.policy = policy
+        self.counters = counters
+        self.mempoolCache = mempoolCache
+        wakeFD = try EventFD.create()
+        epoll = try Epoll()
+        try epoll.add(wakeFD, token: UInt64.max)
+    }
+
+    deinit {
+        control.destroy()
+        pollList.destroy()
+        closeFD(wakeFD)
+    }
+
+    func start() throws(SystemError) {
+        thread = try OSThread(name: "sluice-w\(id)") { [self] in
+            do throws(SystemError) { try OSThread.pinCurrent(to: cpu) } catch { pinError = error }
+            run()
+        }
+    }
+
+    /// Stop the loop and wait for the thread to end.
+    func stop() {
+        control.requestStop()
+        EventFD.signal(wakeFD)
+        thread?.join()
+        thread = nil
+        mempoolCache.flush()
+    }
+
+    /// Control thread: stop the worker at a loop boundary. Returns once it is parked.
+    func pause() {
+        guard thread != nil else { return }
+        control.pause { EventFD.signal(wakeFD) }
+    }
+
+    func resume() {
+        guard thread != nil else { return }
+        control.resume()
+    }
+
+    /// Control thread: run `body` while this worker is parked.
+    func whilePaused<R>(_ body: () throws -> R) rethrows -> R {
+        pause()
+        defer { resume() }
+        return try body()
+    }
+
+    // MARK: - The loop (worker thread only)
+
+    private func run() {
+        var notificationsOn = false
+        while true {
+            if control.pauseRequested {
+                if control.stopRequested { break }
+                control.parkUntilReleased()
+                continue
+            }
+            if control.stopRequested { break }
+            let t0 = sl_rdtsc()
+            let work = pollList.pollAll(worker: self)
+            let t1 = sl_rdtsc()
+            counters.loops.increment()
+            if work > 0 {
+                counters.busyCycles.add(t1 &- t0)
+                counters.busyPackets.add(UInt64(work))
+                if notificationsOn { pollList.setNotifications(false); notificationsOn = false }
+                continue
+            }
+            counters.idleCycles.add(t1 &- t0)
+            switch policy {
+            case .busyPoll:
+                sl_pause()
+            case .interval(let micros):
+                Clock.sleep(micros: micros)
+                counters.idleCycles.add(sl_rdtsc() &- t1)
+            case .event:
+                // Ask the guests to kick us, then look once more: a buffer that arrived
+                // before notifications were on would otherwise never be seen.
+                if !notificationsOn { pollList.setNotifications(true); notificationsOn = true }
+                if pollList.hasPendingWork() { continue }
+                _ = epoll.waitAny(timeoutMillis: 200)
+                EventFD.drain(wakeFD)
+                pollList.drainKicks()
+                counters.idleCycles.add(sl_rdtsc() &- t1)
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+// The backend (device side) lands here.

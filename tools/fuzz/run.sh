@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317 # target_* functions are called by name (load_target)
+# Build and run Sluice's libFuzzer targets (parsers of untrusted input).
+#
+#   tools/fuzz/run.sh [SECONDS] [TARGET...]   fuzz each target for SECONDS (default 30)
+#   tools/fuzz/run.sh --build [TARGET...]     build only
+#   tools/fuzz/run.sh --seeds [TARGET...]     rewrite the seed corpus of targets with a generator
+#   tools/fuzz/run.sh --list                  list the targets
+#
+# With no TARGET, every target in TARGETS runs, one after another.
+# Exit status is non-zero when a target fails to build or libFuzzer reports a
+# crash, leak or broken invariant; the input that did it is kept as
+# $FUZZ_OUT/<target>/crash-* (replay: <binary> <that file>).
+#
+# Environment: FUZZ_BUILD_DIR (default <repo>/.build-fuzz), FUZZ_OUT (default
+# <repo>/fuzz-out; new inputs libFuzzer finds go to $FUZZ_OUT/<target>/corpus,
+# the seeds in tools/fuzz/corpus/<target>/ are only read), FUZZ_FLAGS (more
+# libFuzzer flags), SWIFTC, CLANG.
+#
+# Each target is built with swiftc directly, module by module
+# (-sanitize=fuzzer,address), from the real sources: nothing is copied.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${FUZZ_BUILD_DIR:-$ROOT/.build-fuzz}
+OUT=${FUZZ_OUT:-$ROOT/fuzz-out}
+SWIFTC=${SWIFTC:-swiftc}
+CLANG=${CLANG:-$(dirname "$(command -v "$SWIFTC")")/clang}
+SANITIZE=-sanitize=fuzzer,address
+
+# ---------------------------------------------------------------------------
+# The targets. To add one: write target_<name> (dashes become underscores)
+# and add <name> to TARGETS. A target function sets:
+#   MODULES  modules to build before the entry, in dependency order, each as
+#            "Name=glob glob…" (paths relative to the repository root)
+#   ENTRY    the file defining @_cdecl("LLVMFuzzerTestOneInput"); it imports MODULES
+#   SEEDS    optional: a @main file that, built together with the sources of
+#            the first module, writes the seed corpus into the directory it is given
+#   CSHIM    yes when a module imports CSluice (compiled with clang, linked
+#            with libnuma and libhugetlbfs)
+#   MAX_LEN  libFuzzer -max_len
+
+TARGETS=(vhost-message) # desc-chain goes here once target_desc_chain exists
+
+target_vhost_message() {
+    MODULES=("VhostUser=Sources/VhostUser/Message*.swift")
+    ENTRY=tools/fuzz/vhost-message/Fuzz.swift
+    SEEDS=tools/fuzz/vhost-message/Seeds.swift
+    CSHIM=no
+    MAX_LEN=4200 # control byte + header + the 4096-byte payload limit
+}
+
+# Slot for the descriptor-chain fuzzer (fuzzes Virtio's chain walker over a
+# fake guest memory). Uncomment, adjust the modules, write the entry file.
+# target_desc_chain() {
+#     MODULES=("Platform=Sources/Platform/*.swift" "Memory=Sources/Memory/*.swift" "Virtio=Sources/Virtio/*.swift")
+#     ENTRY=tools/fuzz/desc-chain/Fuzz.swift
+#     SEEDS=
+#     CSHIM=yes
+#     MAX_LEN=16384
+# }
+
+# ---------------------------------------------------------------------------
+
+die() { echo "fuzz: $*" >&2; exit 2; }
+
+load_target() {
+    local fn="target_${1//-/_}"
+    declare -F "$fn" >/dev/null || die "unknown target '$1' (known: ${TARGETS[*]})"
+    MODULES=() ENTRY='' SEEDS='' CSHIM=no MAX_LEN=4096
+    "$fn"
+}
+
+# Expands "glob glob…" relative to ROOT; fails when a glob matches nothing.
+expand_sources() {
+    local pattern files=()
+    for pattern in $1; do
+        # shellcheck disable=SC2206 # the glob must expand here
+        local matched=("$ROOT"/$pattern)
+        [[ -e ${matched[0]} ]] || die "no source matches $pattern"
+        files+=("${matched[@]}")
+    done
+    printf '%s\n' "${files[@]}"
+}
+
+build_cshim() {
+    local dir=$1
+    mkdir -p "$dir/cshim"
+    cat >"$dir/cshim/module.modulemap" <<EOF
+module CSluice {
+    header "$ROOT/Sources/CSluice/include/csluice.h"
+    export *
+}
+EOF
+    "$CLANG" -O1 -g -fsanitize=fuzzer-no-link,address -I "$ROOT/Sources/CSluice/include" \
+        -c "$ROOT/Sources/CSluice/csluice.c" -o "$dir/csluice.o"
+}
+
+# build_target NAME -> sets BIN
+build_target() {
+    local name=$1 dir="$BUILD/$1" objects=() link=() spec module sources
+    load_target "$name"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if [[ $CSHIM == yes ]]; then
+        build_cshim "$dir"
+        objects+=("$dir/csluice.o")
+        link+=(-lnuma -lhugetlbfs)
+    fi
+    for spec in "${MODULES[@]}"; do
+        module=${spec%%=*}
+        mapfile -t sources < <(expand_sources "${spec#*=}")
+        echo "fuzz: $name: module $module (${#sources[@]} files)"
+        "$SWIFTC" -O -g "$SANITIZE" -parse-as-library -wmo -enforce-exclusivity=unchecked \
+            -module-name "$module" -emit-module -emit-module-path "$dir/$module.swiftmodule" \
+            -I "$dir" -I "$dir/cshim" -c "${sources[@]}" -o "$dir/$module.o"
+        objects+=("$dir/$module.o")
+    done
+    echo "fuzz: $name: linking"
+    # lld: gold warns about every ASan helper symbol in clang's csluice.o.
+    "$SWIFTC" -O -g "$SANITIZE" -parse-as-library -use-ld=lld -I "$dir" -I "$dir/cshim" \
+        "$ROOT/$ENTRY" "${objects[@]}" "${link[@]}" -o "$dir/fuzz-$name"
+    BIN="$dir/fuzz-$name"
+}
+
+write_seeds() {
+    local name=$1 dir="$BUILD/$1-seeds" sources
+    load_target "$name"
+    [[ -n $SEEDS ]] || { echo "fuzz: $name has no seed generator"; return 0; }
+    mkdir -p "$dir" "$ROOT/tools/fuzz/corpus/$name"
+    mapfile -t sources < <(expand_sources "${MODULES[0]#*=}")
+    "$SWIFTC" -O -parse-as-library -module-name "${MODULES[0]%%=*}" "${sources[@]}" "$ROOT/$SEEDS" -o "$dir/seeds"
+    "$dir/seeds" "$ROOT/tools/fuzz/corpus/$name"
+    echo "fuzz: $name: $(find "$ROOT/tools/fuzz/corpus/$name" -type f | wc -l) seeds in tools/fuzz/corpus/$name"
+}
+
+run_target() {
+    local name=$1 seconds=$2 rc=0
+    build_target "$name"
+    local work="$OUT/$name"
+    mkdir -p "$work/corpus" "$ROOT/tools/fuzz/corpus/$name"
+    echo "fuzz: $name: running for ${seconds}s"
+    # Swift's own crash backtracer would take over libFuzzer's crash handling
+    # (and can hang under ASan): let libFuzzer report and save the input.
+    # shellcheck disable=SC2086
+    SWIFT_BACKTRACE=enable=no "$BIN" -max_total_time="$seconds" -max_len="$MAX_LEN" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="$work/" ${FUZZ_FLAGS:-} \
+        "$work/corpus" "$ROOT/tools/fuzz/corpus/$name" || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        echo "fuzz: $name FAILED (exit $rc); artifacts:" >&2
+        ls -1 "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-* 2>/dev/null >&2 || true
+    else
+        echo "fuzz: $name: no crash in ${seconds}s"
+    fi
+    return "$rc"
+}
+
+mode=run seconds=30
+case "${1:-}" in
+    --list) printf '%s\n' "${TARGETS[@]}"; exit 0 ;;
+    --build) mode=build; shift ;;
+    --seeds) mode=seeds; shift ;;
+    ''|*[!0-9]*) ;;
+    *) seconds=$1; shift ;;
+esac
+selected=("$@")
+[[ ${#selected[@]} -gt 0 ]] || selected=("${TARGETS[@]}")
+
+status=0
+for t in "${selected[@]}"; do
+    case $mode in
+        build) build_target "$t" && echo "fuzz: built $BIN" || status=1 ;;
+        seeds) write_seeds "$t" || status=1 ;;
+        run) run_target "$t" "$seconds" || status=1 ;;
+    esac
+done
+exit "$status"
