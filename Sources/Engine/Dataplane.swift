@@ -21,6 +21,9 @@ public final class Dataplane {
     let controlEpoll: Epoll
     private var mempoolInUse: StatsCounter = .discard
     private var stopping = false
+    var ports: [VhostUserPort] = []
+    /// Which worker polls each (port id, queue index): kicks are registered with it.
+    var queueOwner: [Int: [Int: Int]] = [:]
 
     static let signalToken: UInt64 = 1
 
@@ -61,9 +64,12 @@ public final class Dataplane {
                 workers.append(try Worker(id: n, cpu: cpu, policy: options.idlePolicy,
                                           counters: counters, mempoolCache: mempool.cache(n)))
             }
+            try buildPorts()
         } catch let e as EngineError {
+            closePorts()
             stats.remove(); throw e
         } catch {
+            closePorts()
             stats.remove(); throw EngineError("\(error)")
         }
     }
@@ -138,8 +144,4 @@ public final class Dataplane {
         closeFD(signalFD)
     }
 
-    // Ports plug in here (vhost-user issue); the foundation has none.
-    func handlePortEvent(token: UInt64, events: UInt32) {}
-    func portHousekeeping() {}
-    func closePorts() {}
 }

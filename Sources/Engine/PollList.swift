@@ -1,9 +1,13 @@
 import Memory
+import Platform
+import Switching
 
 /// One item on a worker's poll list. An enum over plain values, dispatched once per
 /// batch (STYLE.md hot-path habit 2). Later issues add cases (switch ports, NVMe
-/// queue pairs); the foundation has none, so a worker's list starts empty.
+/// queue pairs).
 enum PollEntry {
+    /// One direction of a p2p link.
+    case p2p(P2PDirection)
 }
 
 /// The worker's poll list: inline-allocated entries, no Array on the hot path.
@@ -34,6 +38,7 @@ struct PollList {
         var work = 0
         for i in 0..<count {
             switch e[i] {
+            case .p2p(let d): work &+= d.poll()
             }
         }
         return work
@@ -43,6 +48,7 @@ struct PollList {
         guard let e = entries else { return }
         for i in 0..<count {
             switch e[i] {
+            case .p2p(let d): d.src.setNotification(on)
             }
         }
     }
@@ -51,6 +57,7 @@ struct PollList {
         guard let e = entries else { return false }
         for i in 0..<count {
             switch e[i] {
+            case .p2p(let d): if d.src.isLive && d.src.availableCount() > 0 { return true }
             }
         }
         return false
@@ -60,6 +67,9 @@ struct PollList {
         guard let e = entries else { return }
         for i in 0..<count {
             switch e[i] {
+            case .p2p(let d):
+                let fd = d.src.state.pointee.kickFD
+                if fd >= 0 { EventFD.drain(fd) }
             }
         }
     }

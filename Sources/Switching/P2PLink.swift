@@ -1,1 +1,233 @@
-// p2p link lands here
+import CSluice
+import Stats
+import Virtio
+
+/// One direction of a point-to-point link: frames the guest behind `src` transmits
+/// go into the RX buffers of the guest behind `dst`, copied once, guest buffer to
+/// guest buffer, in bursts of up to 32.
+///
+/// A plain value on a worker's poll list. The worker that polls it is the only
+/// thread that touches `src` and `dst` (or writes these counters).
+@frozen
+public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
+    public static let burst = 32
+    public let src: Virtqueue
+    public let dst: Virtqueue
+    public let srcCounters: PortCounters
+    public let dstCounters: PortCounters
+    /// Largest frame accepted from `src` (its MTU + Ethernet header + VLAN tag).
+    public let maxFrame: Int
+
+    public init(src: Virtqueue, dst: Virtqueue, srcCounters: PortCounters, dstCounters: PortCounters, maxFrame: Int) {
+        self.src = src; self.dst = dst; self.srcCounters = srcCounters; self.dstCounters = dstCounters
+        self.maxFrame = maxFrame
+    }
+
+    /// Move up to one burst. Returns the number of frames taken from `src`.
+    @inlinable
+    public func poll() -> Int {
+        let src = self.src, dst = self.dst
+        guard src.isLive else { return 0 }
+        let n0 = src.availableCount()
+        if n0 == 0 { return 0 }
+        let n = n0 < Self.burst ? n0 : Self.burst
+        if !dst.isLive { return dropAll(n) }
+
+        let srcSize = src.state.pointee.size
+        let hA = src.state.pointee.headerSize
+        let hB = dst.state.pointee.headerSize
+        let mergeable = dst.state.pointee.mergeable
+        let passCsum = dst.state.pointee.guestCsum
+        var dstAvail = dst.availableCount()
+        var dstTaken = 0
+        var srcSegs = SegmentList()
+        var dstSegs = SegmentList()
+        var rxPackets = 0, rxBytes = 0, txPackets = 0, txBytes = 0
+        var badDesc = 0, noBuffer = 0, badLength = 0, dstBad = 0
+
+        for i in 0..<n {
+            let head = src.availHead(i)
+            if head >= srcSize { badDesc &+= 1; continue }   // not a descriptor: nothing to return
+            if src.walkChain(head: head, deviceWrites: false, into: &srcSegs) != .none {
+                badDesc &+= 1
+                src.pushUsed(id: head, len: 0)
+                continue
+            }
+            let frameLen = srcSegs.totalLength &- hA
+            if srcSegs.totalLength < hA + 14 || frameLen > maxFrame {
+                badLength &+= 1
+                src.pushUsed(id: head, len: 0)
+                continue
+            }
+            rxPackets &+= 1
+            rxBytes &+= frameLen
+            let need = hB + frameLen
+            var placed = false
+            while dstTaken < dstAvail {
+                let dHead = dst.availHead(dstTaken)
+                if dst.walkChain(head: dHead, deviceWrites: true, into: &dstSegs) != .none || dstSegs.totalLength < hB {
+                    // A broken RX chain: give it back empty and try the next one.
+                    dstBad &+= 1
+                    if dHead < dst.state.pointee.size { dst.pushUsed(id: dHead, len: 0) }
+                    dstTaken &+= 1
+                    continue
+                }
+                if dstSegs.totalLength >= need {
+                    copyFrame(&srcSegs, &dstSegs, hA: hA, hB: hB, frameLen: frameLen, numBuffers: 1, passCsum: passCsum)
+                    dst.pushUsed(id: dHead, len: UInt32(need))
+                    dstTaken &+= 1
+                    placed = true
+                } else if mergeable {
+                    let used = placeMerged(head: dHead, firstLen: dstSegs.totalLength, srcSegs: &srcSegs, dstSegs: &dstSegs,
+                                           available: dstAvail &- dstTaken, hA: hA, hB: hB, frameLen: frameLen, passCsum: passCsum)
+                    if used > 0 { dstTaken &+= used; placed = true }
+                } else {
+                    // Without MRG_RXBUF the frame must fit one chain: return the buffer unused.
+                    dst.pushUsed(id: dHead, len: 0)
+                    dstTaken &+= 1
+                }
+                break
+            }
+            src.pushUsed(id: head, len: 0)
+            if placed {
+                txPackets &+= 1
+                txBytes &+= frameLen
+            } else {
+                noBuffer &+= 1
+            }
+            if dstTaken == dstAvail && i + 1 < n { dstAvail = dst.availableCount() }
+        }
+
+        src.consume(n)
+        src.suppressKicks()
+        src.publishUsed()
+        src.notifyIfNeeded()
+        if dstTaken > 0 {
+            dst.consume(dstTaken)
+            dst.publishUsed()
+            dst.notifyIfNeeded()
+        }
+        srcCounters.rxPackets.add(UInt64(rxPackets))
+        srcCounters.rxBytes.add(UInt64(rxBytes))
+        dstCounters.txPackets.add(UInt64(txPackets))
+        dstCounters.txBytes.add(UInt64(txBytes))
+        if badDesc | badLength | noBuffer | dstBad != 0 {
+            srcCounters.dropBadDesc.add(UInt64(badDesc))
+            srcCounters.dropBadLength.add(UInt64(badLength))
+            dstCounters.dropNoRxBuffer.add(UInt64(noBuffer))
+            dstCounters.dropBadDesc.add(UInt64(dstBad))
+        }
+        return n
+    }
+
+    /// The receiving side is down: return the chains to the sender and count the drops.
+    @inline(never)
+    @usableFromInline
+    func dropAll(_ n: Int) -> Int {
+        let size = src.state.pointee.size
+        for i in 0..<n {
+            let head = src.availHead(i)
+            if head < size { src.pushUsed(id: head, len: 0) }
+        }
+        src.consume(n)
+        src.publishUsed()
+        src.notifyIfNeeded()
+        dstCounters.dropLinkDown.add(UInt64(n))
+        return n
+    }
+
+    /// Copy header (translated) and frame into one RX chain.
+    @inlinable
+    func copyFrame(_ srcSegs: inout SegmentList, _ dstSegs: inout SegmentList, hA: Int, hB: Int,
+                   frameLen: Int, numBuffers: UInt16, passCsum: Bool) {
+        // Fast path: both in one buffer and both 12-byte headers.
+        if srcSegs.count == 1 && dstSegs.count == 1 && hA == 12 && hB == 12 {
+            let s = srcSegs.pointer(0), d = dstSegs.pointer(0)
+            d.copyMemory(from: s, byteCount: 12 + frameLen)
+            d.storeBytes(of: numBuffers.littleEndian, toByteOffset: VirtioNetHeader.numBuffersOffset, as: UInt16.self)
+            if s.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0 && !passCsum {
+                finishChecksum(&srcSegs, &dstSegs, hA: hA, hB: hB, frameLen: frameLen)
+            }
+            return
+        }
+        _ = copySegments(from: srcSegs, srcOffset: hA, to: dstSegs, dstOffset: hB, length: frameLen)
+        writeHeader(&srcSegs, &dstSegs, hA: hA, hB: hB, frameLen: frameLen, numBuffers: numBuffers, passCsum: passCsum)
+    }
+
+    /// Write the receiver's header from the sender's, completing a partial checksum in
+    /// software when the receiver did not negotiate GUEST_CSUM.
+    @inlinable
+    func writeHeader(_ srcSegs: inout SegmentList, _ dstSegs: inout SegmentList, hA: Int, hB: Int,
+                     frameLen: Int, numBuffers: UInt16, passCsum: Bool) {
+        var hdr: (UInt64, UInt32) = (0, 0)   // 12 bytes
+        withUnsafeMutableBytes(of: &hdr) { h in
+            _ = gatherBytes(srcSegs, offset: 0, into: h.baseAddress!, 10)
+            h.storeBytes(of: numBuffers.littleEndian, toByteOffset: VirtioNetHeader.numBuffersOffset, as: UInt16.self)
+            _ = scatterBytes(dstSegs, offset: 0, from: h.baseAddress!, hB)
+        }
+        if UInt8(truncatingIfNeeded: hdr.0) & VirtioNetHeader.needsCsum != 0 && !passCsum {
+            finishChecksum(&srcSegs, &dstSegs, hA: hA, hB: hB, frameLen: frameLen)
+        }
+    }
+
+    /// Compute the checksum the sender left to the device (NEEDS_CSUM) from the sender's
+    /// bytes, store it in the receiver's copy, and mark the receiver's header DATA_VALID.
+    /// The field must lie in the receiver's first chain (`dstSegs`); a header that lies
+    /// about its offsets gets no checksum.
+    @inline(never)
+    @usableFromInline
+    func finishChecksum(_ srcSegs: inout SegmentList, _ dstSegs: inout SegmentList, hA: Int, hB: Int, frameLen: Int) {
+        var hdr: (UInt64, UInt32) = (0, 0)
+        withUnsafeMutableBytes(of: &hdr) { h in
+            guard gatherBytes(srcSegs, offset: 0, into: h.baseAddress!, 10) else { return }
+            let start = Int(UInt16(littleEndian: h.load(fromByteOffset: VirtioNetHeader.csumStartOffset, as: UInt16.self)))
+            let field = Int(UInt16(littleEndian: h.load(fromByteOffset: VirtioNetHeader.csumOffsetOffset, as: UInt16.self)))
+            guard start + field + 2 <= frameLen, hB + start + field + 2 <= dstSegs.totalLength else { return }
+            let sum = internetChecksum(srcSegs, start: hA + start, length: frameLen - start)
+            var be = sum.bigEndian
+            _ = scatterBytes(dstSegs, offset: hB + start + field, from: &be, 2)
+            var flags = VirtioNetHeader.dataValid
+            _ = scatterBytes(dstSegs, offset: 0, from: &flags, 1)
+        }
+    }
+
+    /// MRG_RXBUF: spread a frame over several RX chains. Checks there is room first
+    /// (walking ahead), then copies. Returns the chains used, or 0 when there was not
+    /// enough room (nothing consumed).
+    @inline(never)
+    @usableFromInline
+    func placeMerged(head: UInt16, firstLen: Int, srcSegs: inout SegmentList, dstSegs: inout SegmentList,
+                     available: Int, hA: Int, hB: Int, frameLen: Int, passCsum: Bool) -> Int {
+        let need = hB + frameLen
+        var room = firstLen
+        var chains = 1
+        while room < need {
+            if chains >= available { return 0 }
+            let h = dst.availHead(chains)
+            if dst.walkChain(head: h, deviceWrites: true, into: &dstSegs) != .none { return 0 }
+            room += dstSegs.totalLength
+            chains += 1
+        }
+        // Copy: chain k receives bytes [written, written + its length) of header+frame.
+        var written = 0
+        var srcOffset = hA
+        for k in 0..<chains {
+            let h = dst.availHead(k)
+            _ = dst.walkChain(head: h, deviceWrites: true, into: &dstSegs)
+            var n: Int
+            if k == 0 {
+                n = min(dstSegs.totalLength - hB, frameLen)
+                _ = copySegments(from: srcSegs, srcOffset: srcOffset, to: dstSegs, dstOffset: hB, length: n)
+                writeHeader(&srcSegs, &dstSegs, hA: hA, hB: hB, frameLen: frameLen, numBuffers: UInt16(chains), passCsum: passCsum)
+                dst.pushUsed(id: h, len: UInt32(hB + n))
+            } else {
+                n = min(dstSegs.totalLength, need - written)
+                _ = copySegments(from: srcSegs, srcOffset: srcOffset, to: dstSegs, dstOffset: 0, length: n)
+                dst.pushUsed(id: h, len: UInt32(n))
+            }
+            srcOffset += n
+            written += (k == 0 ? hB : 0) + n
+        }
+        return chains
+    }
+}

@@ -1,0 +1,328 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Platform
+import Virtio
+
+/// What a port offers a guest: from its INI section.
+public struct NetDeviceSpec: Sendable {
+    public var name: String
+    public var queuePairs: Int
+    public var maxQueueSize: Int
+    public var maxRegions: Int
+    public var mac: [UInt8]?
+    public var mtu: Int
+
+    public init(name: String, queuePairs: Int, maxQueueSize: Int, maxRegions: Int, mac: [UInt8]?, mtu: Int) {
+        self.name = name; self.queuePairs = queuePairs; self.maxQueueSize = maxQueueSize
+        self.maxRegions = maxRegions; self.mac = mac; self.mtu = mtu
+    }
+}
+
+/// The hooks a device needs from whoever runs its queues.
+public struct DeviceHooks {
+    /// Run `body` while no worker touches this device's queues (pause, change, resume).
+    public var quiesce: (() -> Void) -> Void
+    /// A queue's kick fd changed (event mode re-registers it); old may be -1.
+    public var kickChanged: (_ queue: Int, _ old: Int32, _ new: Int32) -> Void
+
+    public init(quiesce: @escaping (() -> Void) -> Void, kickChanged: @escaping (Int, Int32, Int32) -> Void) {
+        self.quiesce = quiesce
+        self.kickChanged = kickChanged
+    }
+
+    public static var direct: DeviceHooks { DeviceHooks(quiesce: { $0() }, kickChanged: { _, _, _ in }) }
+}
+
+/// The device side of one vhost-user-net port (control plane). The port keeps one
+/// device for its whole life; its queue states are allocated once, so workers' poll
+/// entries stay valid across guest reboots and reconnects.
+public final class VhostNetDevice: @unchecked Sendable {
+    public let spec: NetDeviceSpec
+    /// Queue 2q is RX (device → guest) of pair q, 2q+1 is TX.
+    public let queues: [Virtqueue]
+    public var hooks = DeviceHooks.direct
+    public let memory: GuestMemoryMap
+
+    public private(set) var ackedFeatures: UInt64 = 0
+    public private(set) var protocolFeatures = VhostUserProtocolFeature()
+    public private(set) var deviceStatus: UInt8 = 0
+    /// The front-end's ring addresses (user VAs), kept to re-translate on memory changes.
+    private var ringAddresses: [VringAddress?]
+
+    public static let supportedProtocolFeatures: VhostUserProtocolFeature =
+        [.mq, .replyAck, .mtu, .config, .configureMemSlots, .status, .resetDevice]
+
+    public init(spec: NetDeviceSpec) {
+        self.spec = spec
+        queues = (0..<(2 * spec.queuePairs)).map { _ in Virtqueue.allocate() }
+        memory = GuestMemoryMap(maxRegions: spec.maxRegions)
+        ringAddresses = Array(repeating: nil, count: 2 * spec.queuePairs)
+    }
+
+    deinit {
+        reset()
+        for q in queues { q.deallocate() }
+    }
+
+    public var offeredFeatures: UInt64 {
+        var f = VirtioFeature.version1 | VirtioFeature.netMrgRxbuf | VirtioFeature.netCsum | VirtioFeature.netGuestCsum
+            | VirtioFeature.netMTU | VirtioFeature.netStatus | VirtioFeature.indirectDesc | VirtioFeature.eventIdx
+            | VirtioFeature.anyLayout | VirtioFeature.protocolFeatures
+        if spec.mac != nil { f |= VirtioFeature.netMAC }
+        if spec.queuePairs > 1 { f |= VirtioFeature.netMQ }
+        return f
+    }
+
+    /// Whether the front-end asked for REPLY_ACK.
+    public var replyAck: Bool { protocolFeatures.contains(.replyAck) }
+
+    // MARK: - Messages
+
+    /// Outcome of one message: a reply to send (if the message has one), or a failure
+    /// that becomes a REPLY_ACK of 1 or, for messages with no ack, a logged error.
+    public enum Outcome {
+        case done
+        case reply(VhostUserReply)
+        case failed(String)
+    }
+
+    /// Apply one decoded, validated message. Takes ownership of its fds.
+    public func handle(_ message: VhostUserMessage) -> Outcome {
+        switch message {
+        case .getFeatures:
+            return .reply(.u64(offeredFeatures))
+        case .setFeatures(let f):
+            guard f & ~offeredFeatures == 0 else {
+                return .failed("features 0x\(String(f, radix: 16)) include bits not offered (0x\(String(f & ~offeredFeatures, radix: 16)))")
+            }
+            hooks.quiesce { self.applyFeatures(f) }
+            return .done
+        case .setOwner:
+            return .done
+        case .resetOwner, .resetDevice:
+            reset()
+            return .done
+        case .getProtocolFeatures:
+            return .reply(.u64(UInt64(Self.supportedProtocolFeatures.rawValue)))
+        case .setProtocolFeatures(let f):
+            let asked = VhostUserProtocolFeature(rawValue: f)
+            guard asked.isSubset(of: Self.supportedProtocolFeatures) else {
+                return .failed("protocol features 0x\(String(f, radix: 16)) include bits not offered")
+            }
+            protocolFeatures = asked
+            return .done
+        case .getQueueNum:
+            return .reply(.u64(UInt64(spec.queuePairs)))
+        case .getMaxMemSlots:
+            return .reply(.u64(UInt64(memory.maxRegions)))
+        case .setMemTable(let regions, let fds):
+            return setMemTable(regions, fds)
+        case .addMemReg(let r, let fd):
+            var err: String?
+            hooks.quiesce {
+                do { try self.memory.add(guestPhys: r.guestPhysAddr, size: r.memorySize, userAddr: r.userspaceAddr,
+                                         mmapOffset: r.mmapOffset, fd: fd) } catch { err = "\(error)" }
+                self.retranslateRings()
+            }
+            return err.map { .failed($0) } ?? .done
+        case .remMemReg(let r):
+            var found = false
+            hooks.quiesce {
+                found = self.memory.remove(guestPhys: r.guestPhysAddr, size: r.memorySize)
+                self.retranslateRings()
+            }
+            return found ? .done : .failed("REM_MEM_REG: no region at 0x\(String(r.guestPhysAddr, radix: 16))")
+        case .setVringNum(let s):
+            guard let q = queue(s.index) else { return badIndex(s.index) }
+            guard s.num >= 1, s.num <= UInt32(spec.maxQueueSize), s.num & (s.num - 1) == 0 else {
+                return .failed("queue \(s.index): size \(s.num) is not a power of two in 1...\(spec.maxQueueSize)")
+            }
+            hooks.quiesce {
+                q.state.pointee.size = UInt16(truncatingIfNeeded: s.num)
+                q.state.pointee.mask = UInt16(truncatingIfNeeded: s.num - 1)
+                q.state.pointee.addressed = false
+            }
+            return .done
+        case .setVringAddr(let a):
+            guard queue(a.index) != nil else { return badIndex(a.index) }
+            ringAddresses[Int(a.index)] = a
+            var ok = false
+            hooks.quiesce { ok = self.translateRing(Int(a.index)) }
+            return ok ? .done : .failed("queue \(a.index): ring addresses are not inside guest memory (or misaligned)")
+        case .setVringBase(let s):
+            guard let q = queue(s.index) else { return badIndex(s.index) }
+            hooks.quiesce {
+                let base = UInt16(truncatingIfNeeded: s.num)
+                q.state.pointee.lastAvail = base
+                q.state.pointee.usedIdx = base
+                q.state.pointee.signalledUsed = base
+            }
+            return .done
+        case .getVringBase(let s):
+            guard let q = queue(s.index) else { return badIndex(s.index) }
+            var base: UInt16 = 0
+            var kick: Int32 = -1
+            hooks.quiesce {
+                // Stop the ring (§ GET_VRING_BASE); every consumed entry is already in the used ring.
+                base = q.state.pointee.lastAvail
+                q.state.pointee.started = false
+                kick = q.state.pointee.kickFD
+                q.state.pointee.kickFD = -1
+                closeFD(q.state.pointee.callFD); q.state.pointee.callFD = -1
+            }
+            if kick >= 0 { hooks.kickChanged(Int(s.index), kick, -1); closeFD(kick) }
+            return .reply(.vringState(VringState(index: s.index, num: UInt32(base))))
+        case .setVringKick(let index, let fd):
+            guard let q = queue(index) else { closeFD(fd ?? -1); return badIndex(index) }
+            if let fd { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+            var old: Int32 = -1
+            hooks.quiesce {
+                old = q.state.pointee.kickFD
+                q.state.pointee.kickFD = fd ?? -1
+                q.state.pointee.started = true
+                // Without protocol features a ring is enabled as soon as it starts.
+                if self.ackedFeatures & VirtioFeature.protocolFeatures == 0 { q.state.pointee.enabled = true }
+            }
+            hooks.kickChanged(Int(index), old, fd ?? -1)
+            closeFD(old)
+            return .done
+        case .setVringCall(let index, let fd):
+            guard let q = queue(index) else { closeFD(fd ?? -1); return badIndex(index) }
+            var old: Int32 = -1
+            hooks.quiesce { old = q.state.pointee.callFD; q.state.pointee.callFD = fd ?? -1 }
+            closeFD(old)
+            return .done
+        case .setVringErr(let index, let fd):
+            guard let q = queue(index) else { closeFD(fd ?? -1); return badIndex(index) }
+            let old = q.state.pointee.errFD
+            q.state.pointee.errFD = fd ?? -1
+            closeFD(old)
+            return .done
+        case .setVringEnable(let s):
+            guard let q = queue(s.index) else { return badIndex(s.index) }
+            hooks.quiesce { q.state.pointee.enabled = s.num != 0 }
+            return .done
+        case .getConfig(let c):
+            return .reply(configReply(c))
+        case .setConfig:
+            return .failed("the virtio-net config space is read-only here")
+        case .netSetMTU(let mtu):
+            return mtu <= UInt64(spec.mtu) ? .done : .failed("MTU \(mtu) exceeds the port's mtu \(spec.mtu)")
+        case .sendRARP:
+            return .done   // live migration announcements: nothing to do without migration
+        case .setStatus(let s):
+            deviceStatus = s
+            return .done
+        case .getStatus:
+            return .reply(.u64(UInt64(deviceStatus)))
+        case .setLogBase(_, let fd):
+            closeFD(fd)
+            return .failed("dirty-page logging is not supported (LOG_SHMFD not offered)")
+        case .setLogFD(let fd):
+            closeFD(fd)
+            return .failed("dirty-page logging is not supported (LOG_SHMFD not offered)")
+        default:
+            message.closeFileDescriptors()
+            return .failed("\(VhostUserRequest.describe(message.requestCode)) is not supported by a net device")
+        }
+    }
+
+    /// The connection is gone (or RESET_OWNER): stop every queue, close its fds, unmap memory.
+    public func reset() {
+        var kicks: [(Int, Int32)] = []
+        hooks.quiesce {
+            for (i, q) in self.queues.enumerated() {
+                let s = q.state
+                if s.pointee.kickFD >= 0 { kicks.append((i, s.pointee.kickFD)) }
+                closeFD(s.pointee.callFD)
+                closeFD(s.pointee.errFD)
+                s.pointee = VirtqueueState()
+            }
+            self.memory.removeAll()
+            for i in self.ringAddresses.indices { self.ringAddresses[i] = nil }
+        }
+        for (i, fd) in kicks { hooks.kickChanged(i, fd, -1); closeFD(fd) }
+        ackedFeatures = 0
+        protocolFeatures = []
+        deviceStatus = 0
+    }
+
+    // MARK: - Helpers (control thread, inside quiesce where they touch queues)
+
+    private func queue(_ index: UInt32) -> Virtqueue? {
+        index < UInt32(queues.count) ? queues[Int(index)] : nil
+    }
+
+    private func badIndex(_ index: UInt32) -> Outcome {
+        .failed("queue index \(index) out of range (this port has \(queues.count) queues)")
+    }
+
+    private func applyFeatures(_ f: UInt64) {
+        ackedFeatures = f
+        for q in queues {
+            let s = q.state
+            s.pointee.headerSize = VirtioNetHeader.size(features: f)
+            s.pointee.eventIdx = f & VirtioFeature.eventIdx != 0
+            s.pointee.indirect = f & VirtioFeature.indirectDesc != 0
+            s.pointee.guestCsum = f & VirtioFeature.netGuestCsum != 0
+            s.pointee.mergeable = f & VirtioFeature.netMrgRxbuf != 0
+        }
+    }
+
+    private func setMemTable(_ regions: [MemoryRegionDescriptor], _ fds: [Int32]) -> Outcome {
+        guard regions.count <= memory.maxRegions else {
+            fds.forEach(closeFD)
+            return .failed("SET_MEM_TABLE with \(regions.count) regions exceeds ds-max \(memory.maxRegions)")
+        }
+        var err: String?
+        hooks.quiesce {
+            self.memory.removeAll()
+            for (i, r) in regions.enumerated() {
+                if err != nil { closeFD(fds[i]); continue }
+                do { try self.memory.add(guestPhys: r.guestPhysAddr, size: r.memorySize, userAddr: r.userspaceAddr,
+                                         mmapOffset: r.mmapOffset, fd: fds[i]) } catch { err = "\(error)" }
+            }
+            if err != nil { self.memory.removeAll() }
+            self.retranslateRings()
+        }
+        return err.map { .failed("SET_MEM_TABLE: \($0)") } ?? .done
+    }
+
+    private func retranslateRings() {
+        for i in queues.indices { _ = translateRing(i) }
+    }
+
+    /// Translate queue `i`'s ring addresses through the current memory table.
+    private func translateRing(_ i: Int) -> Bool {
+        let s = queues[i].state
+        s.pointee.memory = memory.regionCount > 0 ? memory.table : nil
+        guard let a = ringAddresses[i], s.pointee.size > 0 else { s.pointee.addressed = false; return ringAddresses[i] == nil }
+        let n = UInt64(s.pointee.size)
+        let table = memory.table
+        guard a.desc & 15 == 0, a.avail & 1 == 0, a.used & 3 == 0,
+              let d = table.translateUser(a.desc, 16 * n),
+              let av = table.translateUser(a.avail, 6 + 2 * n),
+              let u = table.translateUser(a.used, 6 + 8 * n) else {
+            s.pointee.addressed = false
+            return false
+        }
+        s.pointee.desc = d
+        s.pointee.avail = av
+        s.pointee.used = u
+        s.pointee.addressed = true
+        return true
+    }
+
+    /// virtio_net_config (§5.1.4): mac[6], status u16, max_virtqueue_pairs u16, mtu u16.
+    private func configReply(_ c: DeviceConfigSpace) -> VhostUserReply {
+        var space = [UInt8](repeating: 0, count: VhostUserLimits.maxConfigSize)
+        if let mac = spec.mac { for i in 0..<6 { space[i] = mac[i] } }
+        space[6] = 1   // VIRTIO_NET_S_LINK_UP
+        space[8] = UInt8(spec.queuePairs & 0xff); space[9] = UInt8(spec.queuePairs >> 8)
+        space[10] = UInt8(spec.mtu & 0xff); space[11] = UInt8(spec.mtu >> 8)
+        let start = Int(c.offset), size = Int(c.size)
+        guard start + size <= space.count else { return .configFailed }
+        return .config(DeviceConfigSpace(offset: c.offset, flags: c.flags, payload: Array(space[start..<(start + size)])))
+    }
+}

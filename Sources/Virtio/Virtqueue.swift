@@ -1,0 +1,160 @@
+import CSluice
+import Platform
+
+/// The state of one split virtqueue as the device sees it. Lives in memory that the
+/// owning port allocates once and keeps for its whole life, so a worker's poll entry
+/// can point at it across guest reconnects.
+///
+/// Ownership: the worker that polls the queue reads and writes it; the control thread
+/// changes it only while that worker is paused (DESIGN.md "Control ↔ worker").
+@frozen
+public struct VirtqueueState {
+    public var desc: UnsafeMutableRawPointer? = nil
+    public var avail: UnsafeMutableRawPointer? = nil
+    public var used: UnsafeMutableRawPointer? = nil
+    public var memory: GuestMemoryTable? = nil
+    public var size: UInt16 = 0
+    public var mask: UInt16 = 0
+    /// Next avail ring slot to consume.
+    public var lastAvail: UInt16 = 0
+    /// Next used ring slot to fill (published to the guest by `publishUsed`).
+    public var usedIdx: UInt16 = 0
+    /// used.idx when we last signalled the guest (EVENT_IDX "old").
+    public var signalledUsed: UInt16 = 0
+    public var kickFD: Int32 = -1
+    public var callFD: Int32 = -1
+    public var errFD: Int32 = -1
+    /// Negotiated: EVENT_IDX, INDIRECT_DESC, header size.
+    public var eventIdx = false
+    public var indirect = false
+    public var headerSize = 12
+    /// Addresses set (SET_VRING_ADDR) and translated.
+    public var addressed = false
+    /// SET_VRING_KICK received (the ring has started).
+    public var started = false
+    /// SET_VRING_ENABLE (or implicitly enabled without protocol features).
+    public var enabled = false
+    /// Guest negotiated GUEST_CSUM: partial checksums may be passed through to it.
+    public var guestCsum = false
+    /// Guest negotiated MRG_RXBUF: a frame may span several RX chains.
+    public var mergeable = false
+    /// Set when anything about the guest is broken beyond a single bad descriptor.
+    public var broken = false
+
+    public init() {}
+
+    /// True when the worker may move packets on this queue.
+    @inlinable public var isLive: Bool { addressed && started && enabled && !broken && memory != nil }
+}
+
+/// The hot-path handle of a queue: one pointer, no ARC.
+@frozen
+public struct Virtqueue: BitwiseCopyable, @unchecked Sendable {
+    public let state: UnsafeMutablePointer<VirtqueueState>
+
+    @inlinable public init(_ state: UnsafeMutablePointer<VirtqueueState>) { self.state = state }
+
+    public static func allocate() -> Virtqueue {
+        let p = UnsafeMutablePointer<VirtqueueState>.allocate(capacity: 1)
+        p.initialize(to: VirtqueueState())
+        return Virtqueue(p)
+    }
+
+    public func deallocate() { state.deinitialize(count: 1); state.deallocate() }
+
+    @inlinable public var isLive: Bool { state.pointee.isLive }
+
+    // Ring layout (§2.7): avail = flags u16, idx u16, ring[size] u16, used_event u16;
+    // used = flags u16, idx u16, ring[size] {id u32, len u32}, avail_event u16.
+
+    /// Entries the guest has made available and we have not consumed (≤ size).
+    @inlinable
+    public func availableCount() -> Int {
+        let s = state
+        // Acquire pairs with the driver's release (write barrier) before it bumps avail.idx:
+        // the ring entries and descriptors it published are visible after this load.
+        let idx = sl_load_acquire_u16(s.pointee.avail.unsafelyUnwrapped + 2)
+        let n = idx &- s.pointee.lastAvail
+        // A guest that claims more than the ring holds is lying; take what the ring can hold.
+        return n <= s.pointee.size ? Int(n) : Int(s.pointee.size)
+    }
+
+    /// The head descriptor index in avail slot `lastAvail + i`.
+    @inlinable
+    public func availHead(_ i: Int) -> UInt16 {
+        let s = state
+        let slot = Int((s.pointee.lastAvail &+ UInt16(truncatingIfNeeded: i)) & s.pointee.mask)
+        return s.pointee.avail.unsafelyUnwrapped.load(fromByteOffset: 4 + slot * 2, as: UInt16.self)
+    }
+
+    @inlinable
+    public func consume(_ n: Int) { state.pointee.lastAvail &+= UInt16(truncatingIfNeeded: n) }
+
+    /// Queue a used entry (not visible to the guest until `publishUsed`).
+    @inlinable
+    public func pushUsed(id: UInt16, len: UInt32) {
+        let s = state
+        let slot = Int(s.pointee.usedIdx & s.pointee.mask)
+        let e = s.pointee.used.unsafelyUnwrapped + 4 + slot * 8
+        e.storeBytes(of: UInt32(id), as: UInt32.self)
+        e.storeBytes(of: len, toByteOffset: 4, as: UInt32.self)
+        s.pointee.usedIdx &+= 1
+    }
+
+    /// Publish queued used entries with one store; then tell the guest where we want
+    /// the next kick (EVENT_IDX) and signal it if it asked to be.
+    @inlinable
+    public func publishUsed() {
+        let s = state
+        let used = s.pointee.used.unsafelyUnwrapped
+        // Release pairs with the driver's read barrier after it reads used.idx: the
+        // used entries (and the data we wrote into its buffers) are visible first.
+        sl_store_release_u16(used + 2, s.pointee.usedIdx)
+    }
+
+    /// Signal the guest's call eventfd if its notification rules ask for it.
+    @inlinable
+    public func notifyIfNeeded() {
+        let s = state
+        let newUsed = s.pointee.usedIdx
+        if newUsed == s.pointee.signalledUsed { return }
+        // Full barrier: our used.idx store must be visible before we read the guest's
+        // suppression state (pairs with the driver's barrier between its used_event
+        // write and re-reading used.idx), or an interrupt can be lost.
+        sl_fence_seq_cst()
+        let avail = s.pointee.avail.unsafelyUnwrapped
+        let notify: Bool
+        if s.pointee.eventIdx {
+            let event = sl_load_relaxed_u16(avail + 4 + Int(s.pointee.size) * 2)
+            notify = vringNeedEvent(event: event, new: newUsed, old: s.pointee.signalledUsed)
+        } else {
+            notify = sl_load_relaxed_u16(avail) & VringFlag.noInterrupt == 0
+        }
+        s.pointee.signalledUsed = newUsed
+        if notify && s.pointee.callFD >= 0 { EventFD.signal(s.pointee.callFD) }
+    }
+
+    /// Ask the guest to kick us (event mode) or not (polling).
+    public func setNotification(_ on: Bool) {
+        let s = state
+        guard s.pointee.isLive, let used = s.pointee.used else { return }
+        if s.pointee.eventIdx {
+            // avail_event: kick when you publish past what we have consumed.
+            sl_store_relaxed_u16(used + 4 + Int(s.pointee.size) * 8, on ? s.pointee.lastAvail : s.pointee.lastAvail &- 1)
+        } else {
+            sl_store_relaxed_u16(used, on ? 0 : VringFlag.noNotify)
+        }
+        // Pairs with the driver's barrier before it reads our flags / avail_event.
+        sl_fence_seq_cst()
+    }
+
+    /// Keep avail_event just behind the guest while polling (EVENT_IDX), so it doesn't
+    /// kick for every packet. Called once per burst.
+    @inlinable
+    public func suppressKicks() {
+        let s = state
+        if s.pointee.eventIdx {
+            sl_store_relaxed_u16(s.pointee.used.unsafelyUnwrapped + 4 + Int(s.pointee.size) * 8, s.pointee.lastAvail &- 1)
+        }
+    }
+}
