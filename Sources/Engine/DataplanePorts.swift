@@ -42,7 +42,9 @@ extension Dataplane {
                         srcCounters: try portCounters(src.config.name, slot: w),
                         dstCounters: try portCounters(dst.config.name, slot: w),
                         maxFrame: src.config.mtu + 18)
-                    guard workers[w].pollList.append(.p2p(direction)) else {
+                    let slot = UnsafeMutablePointer<P2PDirection>.allocate(capacity: 1)
+                    slot.initialize(to: direction)
+                    guard workers[w].pollList.append(.p2p(slot)) else {
                         throw EngineError("worker \(w): poll list full")
                     }
                 }

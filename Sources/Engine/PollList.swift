@@ -6,8 +6,9 @@ import Switching
 /// batch (STYLE.md hot-path habit 2). Later issues add cases (switch ports, NVMe
 /// queue pairs).
 enum PollEntry {
-    /// One direction of a p2p link.
-    case p2p(P2PDirection)
+    /// One direction of a p2p link (the value lives in memory the list owns, so the
+    /// entry is one pointer and nothing is copied per loop turn).
+    case p2p(UnsafeMutablePointer<P2PDirection>)
 }
 
 /// The worker's poll list: inline-allocated entries, no Array on the hot path.
@@ -17,7 +18,14 @@ struct PollList {
     private(set) var count = 0
 
     mutating func destroy() {
-        if let e = entries { e.deinitialize(count: count); e.deallocate() }
+        if let e = entries {
+            for i in 0..<count {
+                switch e[i] {
+                case .p2p(let d): d.pointee.release(); d.deinitialize(count: 1); d.deallocate()
+                }
+            }
+            e.deinitialize(count: count); e.deallocate()
+        }
         entries = nil
         count = 0
     }
@@ -38,7 +46,7 @@ struct PollList {
         var work = 0
         for i in 0..<count {
             switch e[i] {
-            case .p2p(let d): work &+= d.poll()
+            case .p2p(let d): work &+= d.pointee.poll()
             }
         }
         return work
@@ -48,7 +56,7 @@ struct PollList {
         guard let e = entries else { return }
         for i in 0..<count {
             switch e[i] {
-            case .p2p(let d): d.src.setNotification(on)
+            case .p2p(let d): d.pointee.src.setNotification(on)
             }
         }
     }
@@ -57,7 +65,7 @@ struct PollList {
         guard let e = entries else { return false }
         for i in 0..<count {
             switch e[i] {
-            case .p2p(let d): if d.src.isLive && d.src.availableCount() > 0 { return true }
+            case .p2p(let d): if d.pointee.src.isLive && d.pointee.src.availableCount() > 0 { return true }
             }
         }
         return false
@@ -68,7 +76,7 @@ struct PollList {
         for i in 0..<count {
             switch e[i] {
             case .p2p(let d):
-                let fd = d.src.state.pointee.kickFD
+                let fd = d.pointee.src.state.pointee.kickFD
                 if fd >= 0 { EventFD.drain(fd) }
             }
         }

@@ -131,6 +131,9 @@ final class VhostUserPort {
 
     func close(epoll: Epoll) {
         detach(epoll: epoll)
+        device.reset()
+        // The engine is going away: the device must not call back into it.
+        device.hooks = .direct
         if listenFD >= 0 {
             epoll.remove(listenFD)
             closeFD(listenFD)

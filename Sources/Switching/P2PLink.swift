@@ -17,10 +17,21 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
     public let dstCounters: PortCounters
     /// Largest frame accepted from `src` (its MTU + Ethernet header + VLAN tag).
     public let maxFrame: Int
+    /// Scratch for the chains being walked (owned with the entry; see `release`).
+    public let srcSegs: SegmentList
+    public let dstSegs: SegmentList
 
     public init(src: Virtqueue, dst: Virtqueue, srcCounters: PortCounters, dstCounters: PortCounters, maxFrame: Int) {
         self.src = src; self.dst = dst; self.srcCounters = srcCounters; self.dstCounters = dstCounters
         self.maxFrame = maxFrame
+        srcSegs = .allocate()
+        dstSegs = .allocate()
+    }
+
+    /// Free the scratch (the entry is off every poll list).
+    public func release() {
+        srcSegs.deallocate()
+        dstSegs.deallocate()
     }
 
     /// Move up to one burst. Returns the number of frames taken from `src`.
@@ -40,15 +51,14 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         let passCsum = dst.state.pointee.guestCsum
         var dstAvail = dst.availableCount()
         var dstTaken = 0
-        var srcSegs = SegmentList()
-        var dstSegs = SegmentList()
+        let srcSegs = self.srcSegs, dstSegs = self.dstSegs
         var rxPackets = 0, rxBytes = 0, txPackets = 0, txBytes = 0
         var badDesc = 0, noBuffer = 0, badLength = 0, dstBad = 0
 
         for i in 0..<n {
             let head = src.availHead(i)
             if head >= srcSize { badDesc &+= 1; continue }   // not a descriptor: nothing to return
-            if src.walkChain(head: head, deviceWrites: false, into: &srcSegs) != .none {
+            if src.walkChain(head: head, deviceWrites: false, into: srcSegs) != .none {
                 badDesc &+= 1
                 src.pushUsed(id: head, len: 0)
                 continue
@@ -65,7 +75,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
             var placed = false
             while dstTaken < dstAvail {
                 let dHead = dst.availHead(dstTaken)
-                if dst.walkChain(head: dHead, deviceWrites: true, into: &dstSegs) != .none || dstSegs.totalLength < hB {
+                if dst.walkChain(head: dHead, deviceWrites: true, into: dstSegs) != .none || dstSegs.totalLength < hB {
                     // A broken RX chain: give it back empty and try the next one.
                     dstBad &+= 1
                     if dHead < dst.state.pointee.size { dst.pushUsed(id: dHead, len: 0) }
@@ -73,12 +83,12 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
                     continue
                 }
                 if dstSegs.totalLength >= need {
-                    copyFrame(&srcSegs, &dstSegs, hA: hA, hB: hB, frameLen: frameLen, numBuffers: 1, passCsum: passCsum)
+                    copyFrame(srcSegs, dstSegs, hA: hA, hB: hB, frameLen: frameLen, numBuffers: 1, passCsum: passCsum)
                     dst.pushUsed(id: dHead, len: UInt32(need))
                     dstTaken &+= 1
                     placed = true
                 } else if mergeable {
-                    let used = placeMerged(head: dHead, firstLen: dstSegs.totalLength, srcSegs: &srcSegs, dstSegs: &dstSegs,
+                    let used = placeMerged(head: dHead, firstLen: dstSegs.totalLength, srcSegs: srcSegs, dstSegs: dstSegs,
                                            available: dstAvail &- dstTaken, hA: hA, hB: hB, frameLen: frameLen, passCsum: passCsum)
                     if used > 0 { dstTaken &+= used; placed = true }
                 } else {
@@ -138,7 +148,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
 
     /// Copy header (translated) and frame into one RX chain.
     @inlinable
-    func copyFrame(_ srcSegs: inout SegmentList, _ dstSegs: inout SegmentList, hA: Int, hB: Int,
+    func copyFrame(_ srcSegs: SegmentList, _ dstSegs: SegmentList, hA: Int, hB: Int,
                    frameLen: Int, numBuffers: UInt16, passCsum: Bool) {
         // Fast path: both in one buffer and both 12-byte headers.
         if srcSegs.count == 1 && dstSegs.count == 1 && hA == 12 && hB == 12 {
@@ -146,18 +156,18 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
             d.copyMemory(from: s, byteCount: 12 + frameLen)
             d.storeBytes(of: numBuffers.littleEndian, toByteOffset: VirtioNetHeader.numBuffersOffset, as: UInt16.self)
             if s.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0 && !passCsum {
-                finishChecksum(&srcSegs, &dstSegs, hA: hA, hB: hB, frameLen: frameLen)
+                finishChecksum(srcSegs, dstSegs, hA: hA, hB: hB, frameLen: frameLen)
             }
             return
         }
         _ = copySegments(from: srcSegs, srcOffset: hA, to: dstSegs, dstOffset: hB, length: frameLen)
-        writeHeader(&srcSegs, &dstSegs, hA: hA, hB: hB, frameLen: frameLen, numBuffers: numBuffers, passCsum: passCsum)
+        writeHeader(srcSegs, dstSegs, hA: hA, hB: hB, frameLen: frameLen, numBuffers: numBuffers, passCsum: passCsum)
     }
 
     /// Write the receiver's header from the sender's, completing a partial checksum in
     /// software when the receiver did not negotiate GUEST_CSUM.
     @inlinable
-    func writeHeader(_ srcSegs: inout SegmentList, _ dstSegs: inout SegmentList, hA: Int, hB: Int,
+    func writeHeader(_ srcSegs: SegmentList, _ dstSegs: SegmentList, hA: Int, hB: Int,
                      frameLen: Int, numBuffers: UInt16, passCsum: Bool) {
         var hdr: (UInt64, UInt32) = (0, 0)   // 12 bytes
         withUnsafeMutableBytes(of: &hdr) { h in
@@ -166,7 +176,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
             _ = scatterBytes(dstSegs, offset: 0, from: h.baseAddress!, hB)
         }
         if UInt8(truncatingIfNeeded: hdr.0) & VirtioNetHeader.needsCsum != 0 && !passCsum {
-            finishChecksum(&srcSegs, &dstSegs, hA: hA, hB: hB, frameLen: frameLen)
+            finishChecksum(srcSegs, dstSegs, hA: hA, hB: hB, frameLen: frameLen)
         }
     }
 
@@ -176,7 +186,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
     /// about its offsets gets no checksum.
     @inline(never)
     @usableFromInline
-    func finishChecksum(_ srcSegs: inout SegmentList, _ dstSegs: inout SegmentList, hA: Int, hB: Int, frameLen: Int) {
+    func finishChecksum(_ srcSegs: SegmentList, _ dstSegs: SegmentList, hA: Int, hB: Int, frameLen: Int) {
         var hdr: (UInt64, UInt32) = (0, 0)
         withUnsafeMutableBytes(of: &hdr) { h in
             guard gatherBytes(srcSegs, offset: 0, into: h.baseAddress!, 10) else { return }
@@ -196,7 +206,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
     /// enough room (nothing consumed).
     @inline(never)
     @usableFromInline
-    func placeMerged(head: UInt16, firstLen: Int, srcSegs: inout SegmentList, dstSegs: inout SegmentList,
+    func placeMerged(head: UInt16, firstLen: Int, srcSegs: SegmentList, dstSegs: SegmentList,
                      available: Int, hA: Int, hB: Int, frameLen: Int, passCsum: Bool) -> Int {
         let need = hB + frameLen
         var room = firstLen
@@ -204,7 +214,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         while room < need {
             if chains >= available { return 0 }
             let h = dst.availHead(chains)
-            if dst.walkChain(head: h, deviceWrites: true, into: &dstSegs) != .none { return 0 }
+            if dst.walkChain(head: h, deviceWrites: true, into: dstSegs) != .none { return 0 }
             room += dstSegs.totalLength
             chains += 1
         }
@@ -213,12 +223,12 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         var srcOffset = hA
         for k in 0..<chains {
             let h = dst.availHead(k)
-            _ = dst.walkChain(head: h, deviceWrites: true, into: &dstSegs)
+            _ = dst.walkChain(head: h, deviceWrites: true, into: dstSegs)
             var n: Int
             if k == 0 {
                 n = min(dstSegs.totalLength - hB, frameLen)
                 _ = copySegments(from: srcSegs, srcOffset: srcOffset, to: dstSegs, dstOffset: hB, length: n)
-                writeHeader(&srcSegs, &dstSegs, hA: hA, hB: hB, frameLen: frameLen, numBuffers: UInt16(chains), passCsum: passCsum)
+                writeHeader(srcSegs, dstSegs, hA: hA, hB: hB, frameLen: frameLen, numBuffers: UInt16(chains), passCsum: passCsum)
                 dst.pushUsed(id: h, len: UInt32(hB + n))
             } else {
                 n = min(dstSegs.totalLength, need - written)

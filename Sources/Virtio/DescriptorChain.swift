@@ -1,21 +1,58 @@
 /// Host-side view of one descriptor chain: up to `capacity` (pointer, length)
-/// segments in inline storage. Lives on the worker's stack.
+/// segments. The storage is scratch memory allocated once per poll entry (owned by
+/// the one worker that polls it), so walking a chain never allocates or copies.
 @frozen
-public struct SegmentList: ~Copyable {
+public struct SegmentList: BitwiseCopyable, @unchecked Sendable {
     public static let capacity = 64
-    public var count = 0
-    public var totalLength = 0
-    public var addrs: InlineArray<64, UInt> = .init(repeating: 0)
-    public var lens: InlineArray<64, UInt32> = .init(repeating: 0)
+    // Layout: count (Int) | totalLength (Int) | addrs [capacity × UInt] | lens [capacity × UInt32]
+    @usableFromInline let base: UnsafeMutableRawPointer
 
-    @inlinable public init() {}
+    public static func allocate() -> SegmentList {
+        let bytes = 16 + capacity * 8 + capacity * 4
+        let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        return SegmentList(base: p)
+    }
 
-    @inlinable
-    public mutating func reset() { count = 0; totalLength = 0 }
+    @usableFromInline init(base: UnsafeMutableRawPointer) { self.base = base }
 
-    @inlinable
-    public func pointer(_ i: Int) -> UnsafeMutableRawPointer {
+    public func deallocate() { base.deallocate() }
+
+    @inlinable public var count: Int {
+        get { base.load(as: Int.self) }
+        nonmutating set { base.storeBytes(of: newValue, as: Int.self) }
+    }
+
+    @inlinable public var totalLength: Int {
+        get { base.load(fromByteOffset: 8, as: Int.self) }
+        nonmutating set { base.storeBytes(of: newValue, toByteOffset: 8, as: Int.self) }
+    }
+
+    @inlinable var addrs: UnsafeMutablePointer<UInt> {
+        (base + 16).assumingMemoryBound(to: UInt.self)
+    }
+
+    @inlinable var lensPtr: UnsafeMutablePointer<UInt32> {
+        (base + 16 + Self.capacity * 8).assumingMemoryBound(to: UInt32.self)
+    }
+
+    @inlinable public func reset() { count = 0; totalLength = 0 }
+
+    @inlinable public func pointer(_ i: Int) -> UnsafeMutableRawPointer {
         UnsafeMutableRawPointer(bitPattern: addrs[i]).unsafelyUnwrapped
+    }
+
+    @inlinable public func length(_ i: Int) -> Int { Int(lensPtr[i]) }
+
+    /// Append a segment; false when full.
+    @inlinable public func append(_ p: UnsafeMutableRawPointer, _ len: UInt32) -> Bool {
+        let n = count
+        guard n < Self.capacity else { return false }
+        addrs[n] = UInt(bitPattern: p)
+        lensPtr[n] = len
+        count = n &+ 1
+        totalLength = totalLength &+ Int(len)
+        return true
     }
 }
 
@@ -33,7 +70,7 @@ extension Virtqueue {
     /// for TX chains (all must be device-readable). Never follows a loop: at most
     /// `size` steps per table, one level of indirection, `SegmentList.capacity` buffers.
     @inlinable
-    public func walkChain(head: UInt16, deviceWrites: Bool, into segs: inout SegmentList) -> ChainError {
+    public func walkChain(head: UInt16, deviceWrites: Bool, into segs: SegmentList) -> ChainError {
         segs.reset()
         let s = state
         guard let mem = s.pointee.memory else { return .badDescriptor }
@@ -64,11 +101,7 @@ extension Virtqueue {
             }
             guard (flags & VringDescFlag.write != 0) == deviceWrites else { return .badDescriptor }
             if len > 0 {
-                guard segs.count < SegmentList.capacity, let p = mem.translate(addr, len) else { return .badDescriptor }
-                segs.addrs[segs.count] = UInt(bitPattern: p)
-                segs.lens[segs.count] = len
-                segs.count &+= 1
-                segs.totalLength &+= Int(len)
+                guard let p = mem.translate(addr, len), segs.append(p, len) else { return .badDescriptor }
             }
             if flags & VringDescFlag.next == 0 { return .none }
             idx = UInt32(next)
@@ -80,23 +113,23 @@ extension Virtqueue {
 /// the segments of `dst` starting at byte `dstOffset`. Returns the bytes copied
 /// (less than `length` only if `dst` is too small).
 @inlinable
-public func copySegments(from src: borrowing SegmentList, srcOffset: Int, to dst: borrowing SegmentList,
+public func copySegments(from src: SegmentList, srcOffset: Int, to dst: SegmentList,
                          dstOffset: Int, length: Int) -> Int {
     var si = 0, so = srcOffset
-    while si < src.count && so >= Int(src.lens[si]) { so -= Int(src.lens[si]); si += 1 }
+    while si < src.count && so >= src.length(si) { so -= src.length(si); si += 1 }
     var di = 0, dOff = dstOffset
-    while di < dst.count && dOff >= Int(dst.lens[di]) { dOff -= Int(dst.lens[di]); di += 1 }
+    while di < dst.count && dOff >= dst.length(di) { dOff -= dst.length(di); di += 1 }
     var left = length
     while left > 0 && si < src.count && di < dst.count {
-        let sAvail = Int(src.lens[si]) - so
-        let dAvail = Int(dst.lens[di]) - dOff
+        let sAvail = src.length(si) - so
+        let dAvail = dst.length(di) - dOff
         var n = sAvail < dAvail ? sAvail : dAvail
         if n > left { n = left }
         (dst.pointer(di) + dOff).copyMemory(from: src.pointer(si) + so, byteCount: n)
         left -= n
         so += n; dOff += n
-        if so == Int(src.lens[si]) { si += 1; so = 0 }
-        if dOff == Int(dst.lens[di]) { di += 1; dOff = 0 }
+        if so == src.length(si) { si += 1; so = 0 }
+        if dOff == dst.length(di) { di += 1; dOff = 0 }
     }
     return length - left
 }

@@ -3,11 +3,11 @@
 
 /// Copy `len` bytes at `offset` of `segs` into `out`. Returns false if the chain is short.
 @inlinable
-public func gatherBytes(_ segs: borrowing SegmentList, offset: Int, into out: UnsafeMutableRawPointer, _ len: Int) -> Bool {
+public func gatherBytes(_ segs: SegmentList, offset: Int, into out: UnsafeMutableRawPointer, _ len: Int) -> Bool {
     var i = 0, off = offset, done = 0
-    while i < segs.count && off >= Int(segs.lens[i]) { off -= Int(segs.lens[i]); i += 1 }
+    while i < segs.count && off >= segs.length(i) { off -= segs.length(i); i += 1 }
     while done < len && i < segs.count {
-        let n = min(Int(segs.lens[i]) - off, len - done)
+        let n = min(segs.length(i) - off, len - done)
         (out + done).copyMemory(from: segs.pointer(i) + off, byteCount: n)
         done += n; off = 0; i += 1
     }
@@ -16,11 +16,11 @@ public func gatherBytes(_ segs: borrowing SegmentList, offset: Int, into out: Un
 
 /// Copy `len` bytes from `src` into `segs` at `offset`. Returns false if the chain is short.
 @inlinable
-public func scatterBytes(_ segs: borrowing SegmentList, offset: Int, from src: UnsafeRawPointer, _ len: Int) -> Bool {
+public func scatterBytes(_ segs: SegmentList, offset: Int, from src: UnsafeRawPointer, _ len: Int) -> Bool {
     var i = 0, off = offset, done = 0
-    while i < segs.count && off >= Int(segs.lens[i]) { off -= Int(segs.lens[i]); i += 1 }
+    while i < segs.count && off >= segs.length(i) { off -= segs.length(i); i += 1 }
     while done < len && i < segs.count {
-        let n = min(Int(segs.lens[i]) - off, len - done)
+        let n = min(segs.length(i) - off, len - done)
         (segs.pointer(i) + off).copyMemory(from: src + done, byteCount: n)
         done += n; off = 0; i += 1
     }
@@ -31,14 +31,14 @@ public func scatterBytes(_ segs: borrowing SegmentList, offset: Int, from src: U
 /// complemented, as the NEEDS_CSUM contract asks (§5.1.6.2: the field already holds
 /// the pseudo-header sum). Bytes are summed as big-endian 16-bit words.
 @inlinable
-public func internetChecksum(_ segs: borrowing SegmentList, start: Int, length: Int) -> UInt16 {
+public func internetChecksum(_ segs: SegmentList, start: Int, length: Int) -> UInt16 {
     var sum: UInt64 = 0
     var i = 0, off = start, left = length
     var odd = false   // an odd byte is pending from the previous segment
-    while i < segs.count && off >= Int(segs.lens[i]) { off -= Int(segs.lens[i]); i += 1 }
+    while i < segs.count && off >= segs.length(i) { off -= segs.length(i); i += 1 }
     while left > 0 && i < segs.count {
         let p = (segs.pointer(i) + off).assumingMemoryBound(to: UInt8.self)
-        let n = min(Int(segs.lens[i]) - off, left)
+        let n = min(segs.length(i) - off, left)
         var k = 0
         if odd && n > 0 { sum &+= UInt64(p[0]); k = 1; odd = false }
         while k + 1 < n { sum &+= UInt64(p[k]) << 8 | UInt64(p[k + 1]); k += 2 }

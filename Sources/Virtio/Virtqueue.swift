@@ -148,13 +148,17 @@ public struct Virtqueue: BitwiseCopyable, @unchecked Sendable {
         sl_fence_seq_cst()
     }
 
-    /// Keep avail_event just behind the guest while polling (EVENT_IDX), so it doesn't
-    /// kick for every packet. Called once per burst.
+    /// While polling, tell the guest not to kick: NO_NOTIFY in used.flags, or with
+    /// EVENT_IDX an avail_event just behind what we consumed. Called once per burst;
+    /// a kick is an eventfd write (a syscall) in the guest's TX path.
     @inlinable
     public func suppressKicks() {
         let s = state
+        let used = s.pointee.used.unsafelyUnwrapped
         if s.pointee.eventIdx {
-            sl_store_relaxed_u16(s.pointee.used.unsafelyUnwrapped + 4 + Int(s.pointee.size) * 8, s.pointee.lastAvail &- 1)
+            sl_store_relaxed_u16(used + 4 + Int(s.pointee.size) * 8, s.pointee.lastAvail &- 1)
+        } else if sl_load_relaxed_u16(used) & VringFlag.noNotify == 0 {
+            sl_store_relaxed_u16(used, VringFlag.noNotify)
         }
     }
 }

@@ -1,1 +1,0 @@
-// The backend (device side) lands here.
