@@ -51,6 +51,19 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         let passCsum = dst.state.pointee.guestCsum
         var dstAvail = dst.availableCount()
         var dstTaken = 0
+        // Start every descriptor miss of the burst now, so they overlap (DPDK does the same).
+        let srcDesc = src.state.pointee.desc.unsafelyUnwrapped
+        for i in 0..<n {
+            let h = src.availHead(i)
+            if h < srcSize { sl_prefetch(srcDesc + Int(h) &* 16) }
+        }
+        let dstSize = dst.state.pointee.size
+        let dstDesc = dst.state.pointee.desc.unsafelyUnwrapped
+        let m = dstAvail < n ? dstAvail : n
+        for i in 0..<m {
+            let h = dst.availHead(i)
+            if h < dstSize { sl_prefetch(dstDesc + Int(h) &* 16) }
+        }
         let srcSegs = self.srcSegs, dstSegs = self.dstSegs
         var rxPackets = 0, rxBytes = 0, txPackets = 0, txBytes = 0
         var badDesc = 0, noBuffer = 0, badLength = 0, dstBad = 0
@@ -71,6 +84,10 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
             }
             rxPackets &+= 1
             rxBytes &+= frameLen
+            // The frame's first lines load while we walk the receiver's chain.
+            let first = srcSegs.pointer(0)
+            sl_prefetch(first)
+            if srcSegs.length(0) > 64 { sl_prefetch(first + 64) }
             let need = hB + frameLen
             var placed = false
             while dstTaken < dstAvail {
@@ -83,6 +100,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
                     continue
                 }
                 if dstSegs.totalLength >= need {
+                    sl_prefetch_w(dstSegs.pointer(0))
                     copyFrame(srcSegs, dstSegs, hA: hA, hB: hB, frameLen: frameLen, numBuffers: 1, passCsum: passCsum)
                     dst.pushUsed(id: dHead, len: UInt32(need))
                     dstTaken &+= 1
