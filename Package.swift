@@ -60,6 +60,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/sluice-gen",
+            exclude: ["check-with-testpmd.sh"],
             swiftSettings: hot
         ),
         .executableTarget(
@@ -73,8 +74,9 @@ let package = Package(
         .testTarget(name: "MemoryTests", dependencies: ["Memory", "Platform"]),
         .testTarget(name: "StatsTests", dependencies: ["Stats", "Platform"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Memory", "Platform"]),
+        .testTarget(name: "SwitchingTests", dependencies: ["Switching", "Virtio", "Stats", "Platform"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "Platform"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Config", "Stats", "VhostUser", "Virtio", "Platform"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Config", "Stats", "Memory", "VhostUser", "Virtio", "Platform"]),
         .testTarget(name: "SystemTests", dependencies: ["Stats", "Config"]),
     ]
 )

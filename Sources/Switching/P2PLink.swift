@@ -106,7 +106,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
                     dstTaken &+= 1
                     placed = true
                 } else if mergeable {
-                    let used = placeMerged(head: dHead, firstLen: dstSegs.totalLength, srcSegs: srcSegs, dstSegs: dstSegs,
+                    let used = placeMerged(first: dstTaken, firstLen: dstSegs.totalLength, srcSegs: srcSegs, dstSegs: dstSegs,
                                            available: dstAvail &- dstTaken, hA: hA, hB: hB, frameLen: frameLen, passCsum: passCsum)
                     if used > 0 { dstTaken &+= used; placed = true }
                 } else {
@@ -173,6 +173,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
             let s = srcSegs.pointer(0), d = dstSegs.pointer(0)
             d.copyMemory(from: s, byteCount: 12 + frameLen)
             d.storeBytes(of: numBuffers.littleEndian, toByteOffset: VirtioNetHeader.numBuffersOffset, as: UInt16.self)
+            sanitizeHeader(d, passCsum: passCsum)
             if s.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0 && !passCsum {
                 finishChecksum(srcSegs, dstSegs, hA: hA, hB: hB, frameLen: frameLen)
             }
@@ -188,14 +189,29 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
     func writeHeader(_ srcSegs: SegmentList, _ dstSegs: SegmentList, hA: Int, hB: Int,
                      frameLen: Int, numBuffers: UInt16, passCsum: Bool) {
         var hdr: (UInt64, UInt32) = (0, 0)   // 12 bytes
+        var srcFlags: UInt8 = 0
         withUnsafeMutableBytes(of: &hdr) { h in
             _ = gatherBytes(srcSegs, offset: 0, into: h.baseAddress!, 10)
+            srcFlags = h.load(as: UInt8.self)
             h.storeBytes(of: numBuffers.littleEndian, toByteOffset: VirtioNetHeader.numBuffersOffset, as: UInt16.self)
+            sanitizeHeader(h.baseAddress!, passCsum: passCsum)
             _ = scatterBytes(dstSegs, offset: 0, from: h.baseAddress!, hB)
         }
-        if UInt8(truncatingIfNeeded: hdr.0) & VirtioNetHeader.needsCsum != 0 && !passCsum {
+        if srcFlags & VirtioNetHeader.needsCsum != 0 && !passCsum {
             finishChecksum(srcSegs, dstSegs, hA: hA, hB: hB, frameLen: frameLen)
         }
+    }
+
+    /// What the receiver may see of the sender's header: NEEDS_CSUM and its offsets only
+    /// when it negotiated GUEST_CSUM; never GSO fields (no GUEST_TSO/UFO offered) or
+    /// other flags. DATA_VALID is set later if the checksum is completed here.
+    @inlinable
+    func sanitizeHeader(_ h: UnsafeMutableRawPointer, passCsum: Bool) {
+        let keep = passCsum && h.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0
+        h.storeBytes(of: keep ? VirtioNetHeader.needsCsum : 0, as: UInt8.self)
+        h.storeBytes(of: 0, toByteOffset: 1, as: UInt8.self)            // gso_type NONE
+        h.storeBytes(of: UInt32(0), toByteOffset: 2, as: UInt32.self)   // hdr_len, gso_size
+        if !keep { h.storeBytes(of: UInt32(0), toByteOffset: 6, as: UInt32.self) }   // csum_start, csum_offset
     }
 
     /// Compute the checksum the sender left to the device (NEEDS_CSUM) from the sender's
@@ -212,7 +228,8 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
             let field = Int(UInt16(littleEndian: h.load(fromByteOffset: VirtioNetHeader.csumOffsetOffset, as: UInt16.self)))
             guard start + field + 2 <= frameLen, hB + start + field + 2 <= dstSegs.totalLength else { return }
             let sum = internetChecksum(srcSegs, start: hA + start, length: frameLen - start)
-            var be = sum.bigEndian
+            // A computed 0 goes out as 0xffff (the same in ones' complement; 0 means "none" to UDP).
+            var be = (sum == 0 ? 0xffff : sum).bigEndian
             _ = scatterBytes(dstSegs, offset: hB + start + field, from: &be, 2)
             var flags = VirtioNetHeader.dataValid
             _ = scatterBytes(dstSegs, offset: 0, from: &flags, 1)
@@ -224,14 +241,14 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
     /// enough room (nothing consumed).
     @inline(never)
     @usableFromInline
-    func placeMerged(head: UInt16, firstLen: Int, srcSegs: SegmentList, dstSegs: SegmentList,
+    func placeMerged(first: Int, firstLen: Int, srcSegs: SegmentList, dstSegs: SegmentList,
                      available: Int, hA: Int, hB: Int, frameLen: Int, passCsum: Bool) -> Int {
         let need = hB + frameLen
         var room = firstLen
         var chains = 1
         while room < need {
             if chains >= available { return 0 }
-            let h = dst.availHead(chains)
+            let h = dst.availHead(first &+ chains)
             if dst.walkChain(head: h, deviceWrites: true, into: dstSegs) != .none { return 0 }
             room += dstSegs.totalLength
             chains += 1
@@ -240,7 +257,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         var written = 0
         var srcOffset = hA
         for k in 0..<chains {
-            let h = dst.availHead(k)
+            let h = dst.availHead(first &+ k)
             _ = dst.walkChain(head: h, deviceWrites: true, into: dstSegs)
             var n: Int
             if k == 0 {

@@ -82,16 +82,18 @@ extension Virtqueue {
         while true {
             guard idx < tableSize else { return .badDescriptor }
             let d = table + Int(idx) &* 16
-            let addr = d.load(as: UInt64.self)
-            let len = d.load(fromByteOffset: 8, as: UInt32.self)
-            let flags = d.load(fromByteOffset: 12, as: UInt16.self)
-            let next = d.load(fromByteOffset: 14, as: UInt16.self)
+            // Unaligned loads: an indirect table may sit at any guest address.
+            let addr = d.loadUnaligned(as: UInt64.self)
+            let len = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+            let flags = d.loadUnaligned(fromByteOffset: 12, as: UInt16.self)
+            let next = d.loadUnaligned(fromByteOffset: 14, as: UInt16.self)
             steps &+= 1
             guard steps <= tableSize else { return .badDescriptor }
             if flags & VringDescFlag.indirect != 0 {
                 // §2.7.5.3: one level only, a whole number of descriptors, not combined with NEXT.
                 guard s.pointee.indirect, !inIndirect, flags & VringDescFlag.next == 0,
-                      len >= 16, len & 15 == 0, let t = mem.translate(addr, len) else { return .badDescriptor }
+                      len >= 16, len & 15 == 0, len >> 4 <= UInt32(s.pointee.size),
+                      let t = mem.translate(addr, len) else { return .badDescriptor }
                 table = t
                 tableSize = len >> 4
                 idx = 0

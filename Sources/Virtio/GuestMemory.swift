@@ -106,6 +106,10 @@ public final class GuestMemoryMap: @unchecked Sendable {
               userAddr.addingReportingOverflow(size).overflow == false else {
             throw GuestMemoryError(message: "memory region overflows the address space")
         }
+        // Rings are checked for alignment as front-end addresses; keep host addresses congruent.
+        guard mmapOffset & 63 == 0, userAddr & 63 == 0 else {
+            throw GuestMemoryError(message: "memory region mmap_offset/userspace_addr not 64-byte aligned")
+        }
         let (mapLen, o) = mmapOffset.addingReportingOverflow(size)
         guard !o, mapLen <= UInt64(Int.max) else { throw GuestMemoryError(message: "memory region mmap range overflows") }
         for i in 0..<table.count {

@@ -40,7 +40,7 @@ SANITIZE=-sanitize=fuzzer,address
 #            with libnuma and libhugetlbfs)
 #   MAX_LEN  libFuzzer -max_len
 
-TARGETS=(vhost-message) # desc-chain goes here once target_desc_chain exists
+TARGETS=(vhost-message desc-chain)
 
 target_vhost_message() {
     MODULES=("VhostUser=Sources/VhostUser/Message*.swift")
@@ -50,15 +50,19 @@ target_vhost_message() {
     MAX_LEN=4200 # control byte + header + the 4096-byte payload limit
 }
 
-# Slot for the descriptor-chain fuzzer (fuzzes Virtio's chain walker over a
-# fake guest memory). Uncomment, adjust the modules, write the entry file.
-# target_desc_chain() {
-#     MODULES=("Platform=Sources/Platform/*.swift" "Memory=Sources/Memory/*.swift" "Virtio=Sources/Virtio/*.swift")
-#     ENTRY=tools/fuzz/desc-chain/Fuzz.swift
-#     SEEDS=
-#     CSHIM=yes
-#     MAX_LEN=16384
-# }
+# Virtio's chain walker and a p2p link direction over fake guest memory (two
+# memfd-backed guests); see desc-chain/Fuzz.swift for the input layout. Seeds are
+# committed files, written by `swift tools/fuzz/desc-chain/make-seeds.swift DIR`
+# (so no SEEDS generator here: it would need the C shim to build).
+target_desc_chain() {
+    MODULES=("Platform=Sources/Platform/*.swift" "Memory=Sources/Memory/*.swift" "Stats=Sources/Stats/*.swift"
+             "Virtio=Sources/Virtio/*.swift"
+             "Switching=Sources/Switching/P2PLink.swift Sources/Switching/PortCounters.swift")
+    ENTRY=tools/fuzz/desc-chain/Fuzz.swift
+    SEEDS=
+    CSHIM=yes
+    MAX_LEN=20480 # 9 control bytes + rings (0x4000) + 4 KiB of buffers
+}
 
 # ---------------------------------------------------------------------------
 

@@ -97,25 +97,47 @@ sl_start_vm() {
 # Size in bytes of FILE (0 if it does not exist): an offset for sl_wait_marker.
 sl_log_size() { stat -c %s "$1" 2>/dev/null || echo 0; }
 
-# sl_wait_path PATH TIMEOUT [PID]: wait until PATH exists (returns 2 if PID exits first).
+# sl_alive PID...: true when every PID is running (a zombie counts as gone).
+sl_alive() {
+    local p state
+    for p in "$@"; do
+        kill -0 "$p" 2>/dev/null || return 1
+        state=$(sed -n 's/.*) \(.\).*/\1/p' "/proc/$p/stat" 2>/dev/null || true)
+        [ "$state" != Z ] || return 1
+    done
+}
+
+# sl_first_gone PID...: print the first PID that is no longer running (nothing if all run).
+sl_first_gone() {
+    local p
+    for p in "$@"; do
+        sl_alive "$p" || { echo "$p"; return 0; }
+    done
+}
+
+# sl_wait_path PATH TIMEOUT [PIDS]: wait until PATH exists (returns 2 if one of PIDS, a
+# space-separated list, exits first).
 sl_wait_path() {
-    local path=$1 timeout=$2 pid=${3:-} end
+    local path=$1 timeout=$2 pids=${3:-} end gone
     end=$(($(date +%s) + timeout))
     until [ -e "$path" ]; do
         [ "$(date +%s)" -lt "$end" ] || { sl_log "timeout: $path did not appear in ${timeout}s"; return 1; }
-        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
-            sl_log "process $pid exited while waiting for $path"
+        # shellcheck disable=SC2086  # a list of pids
+        gone=$(sl_first_gone $pids)
+        if [ -n "$gone" ]; then
+            sl_log "process $gone exited while waiting for $path"
             return 2
         fi
         sleep 0.1
     done
 }
 
-# sl_wait_marker FILE REGEX TIMEOUT [FROM_OFFSET [PID]]
+# sl_wait_marker FILE REGEX TIMEOUT [FROM_OFFSET [PIDS]]
 # Wait until a line matching the extended regex REGEX appears in FILE after byte FROM_OFFSET
-# (default 0); print that line. Returns 1 on timeout, 2 if PID (when given) exits first.
+# (default 0); print that line. Returns 1 on timeout, 2 if one of PIDS (a space-separated
+# list, when given) exits first.
 sl_wait_marker() {
-    local file=$1 re=$2 timeout=$3 from=${4:-0} pid=${5:-} end line
+    local file=$1 re=$2 timeout=$3 from=${4:-0} pids=${5:-} end line gone
     end=$(($(date +%s) + timeout))
     while :; do
         line=$(tail -c +"$((from + 1))" "$file" 2>/dev/null | tr -d '\r' | grep -a -m 1 -E -- "$re" || true)
@@ -126,8 +148,10 @@ sl_wait_marker() {
             printf '%s\n' "$line"
             return 0
         fi
-        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
-            sl_log "process $pid exited while waiting for /$re/ in $file"
+        # shellcheck disable=SC2086  # a list of pids
+        gone=$(sl_first_gone $pids)
+        if [ -n "$gone" ]; then
+            sl_log "process $gone exited while waiting for /$re/ in $file"
             return 2
         fi
         if [ "$(date +%s)" -ge "$end" ]; then

@@ -1,0 +1,133 @@
+import XCTest
+import Foundation
+import Stats
+
+/// The sluice binary as a user runs it: --check, bad input, start, live stats, SIGTERM.
+final class DaemonCLITests: XCTestCase {
+    private var repo: URL { URL(fileURLWithPath: #filePath).resolvingSymlinksInPath().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
+
+    private func binary(_ name: String) throws -> String {
+        let dirs = [ProcessInfo.processInfo.environment["SLUICE_BIN_DIR"], repo.path + "/.build/debug", repo.path + "/.build/release"].compactMap { $0 }
+        for d in dirs where FileManager.default.isExecutableFile(atPath: d + "/" + name) { return d + "/" + name }
+        throw XCTSkip("\(name) is not built (run swift build first; looked in \(dirs.joined(separator: ", ")))")
+    }
+
+    private func run(_ args: [String], bin: String = "sluice") throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try binary(bin))
+        p.arguments = args
+        let o = Pipe(), e = Pipe()
+        p.standardOutput = o; p.standardError = e
+        try p.run()
+        let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    }
+
+    private func write(_ text: String) throws -> String {
+        let path = NSTemporaryDirectory() + "sluice-cli-\(UUID().uuidString).ini"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func testCheckAcceptsEveryExampleConfig() throws {
+        for name in ["p2p.ini", "switch.ini", "minimal.ini"] {
+            let r = try run(["--check", "--config", repo.path + "/Configs/" + name, "--cores", "0"])
+            XCTAssertEqual(r.status, 0, "\(name): \(r.err)")
+            XCTAssertTrue(r.out.contains("OK"), r.out)
+        }
+    }
+
+    func testCheckReportsEveryErrorWithFileAndLine() throws {
+        let path = try write("""
+        [dataplane]
+        poll = -3
+        colour = blue
+        [port a]
+        type = vhost-user
+        queue-size = 300
+        [p2p l]
+        ports = a, ghost
+        """)
+        let r = try run(["--check", "--config", path])
+        XCTAssertEqual(r.status, 1)
+        for line in [2, 3, 6, 8] {
+            XCTAssertTrue(r.err.contains("\(path):\(line):"), "missing line \(line) in:\n\(r.err)")
+        }
+    }
+
+    func testBadCoresAndPollAreErrors() throws {
+        let cfg = repo.path + "/Configs/minimal.ini"
+        let offline = try run(["--check", "--config", cfg, "--cores", "0x8000"])
+        XCTAssertEqual(offline.status, 1)
+        XCTAssertTrue(offline.err.contains("core 15 not online"), offline.err)
+        let garbage = try run(["--check", "--config", cfg, "--cores", "1-x"])
+        XCTAssertNotEqual(garbage.status, 0)
+        XCTAssertTrue(garbage.err.contains("1-x"), garbage.err)
+        let poll = try run(["--check", "--config", cfg, "--poll", "99999999"])
+        XCTAssertNotEqual(poll.status, 0)
+        let missing = try run(["--check", "--config", "/nonexistent/x.ini"])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.err.contains("/nonexistent/x.ini:0:"), missing.err)
+    }
+
+    /// Start, see worker counters grow through the stats segment, stop with SIGTERM:
+    /// exit 0 within 2 s, no socket and no segment left behind.
+    func testStartStatsAndCleanShutdown() throws {
+        let instance = "clitest\(getpid())"
+        let dir = NSTemporaryDirectory() + "sluice-cli-\(UUID().uuidString)"
+        let path = try write("""
+        [dataplane]
+        socket-dir = \(dir)
+        instance = \(instance)
+        hugepages = auto
+        [port a]
+        type = vhost-user
+        socket = a.sock
+        [port b]
+        type = vhost-user
+        socket = b.sock
+        [p2p l]
+        ports = a, b
+        """)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try binary("sluice"))
+        p.arguments = ["--config", path, "--cores", "0", "--poll", "0"]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { p.terminate() } }
+        let segment = "/dev/shm/sluice-\(instance).stats"
+        var reader: StatsReader?
+        for _ in 0..<100 where reader == nil {
+            reader = try? StatsReader(path: segment)
+            if reader == nil { usleep(50_000) }
+        }
+        guard let reader else { return XCTFail("no stats segment at \(segment)") }
+        // The segment appears first; the daemon registers its counters right after.
+        var first = try reader.snapshot()
+        for _ in 0..<100 where first.value("port.b.drop.bad_desc") == nil {
+            usleep(50_000)
+            first = try reader.snapshot()
+        }
+        usleep(300_000)
+        let second = try reader.snapshot()
+        XCTAssertTrue(second.isLive)
+        XCTAssertGreaterThan(second.value("worker.0.loops") ?? 0, first.value("worker.0.loops") ?? 0, "loops grow")
+        XCTAssertNotNil(second.value("port.a.rx_packets"))
+        XCTAssertNotNil(second.value("port.b.drop.bad_desc"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/a.sock"))
+
+        let json = try run(["--instance", instance, "--json"], bin: "sluice-stat")
+        XCTAssertEqual(json.status, 0, json.err)
+        let obj = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any]
+        XCTAssertEqual(obj?["live"] as? Bool, true)
+
+        let t0 = Date()
+        p.terminate()   // SIGTERM
+        p.waitUntilExit()
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 2.0)
+        XCTAssertEqual(p.terminationStatus, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: segment), "stats segment removed")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/a.sock"), "socket removed")
+    }
+}

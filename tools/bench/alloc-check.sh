@@ -1,0 +1,313 @@
+#!/usr/bin/env bash
+# Does the worker's poll loop allocate or retain per packet? And how many
+# instructions does a forwarded packet cost, next to DPDK?
+#
+#   tools/bench/alloc-check.sh [OUT.md]       (default tools/bench/results-alloc.md)
+#
+# 1. sluice (release) runs under `valgrind --tool=callgrind --separate-threads=yes
+#    --toggle-collect=<Worker.run>` on cpu DUT_CPU with a p2p link between two
+#    vhost-user ports; one dpdk-testpmd on cpu GEN_CPU with two net_virtio_user
+#    ports loops frames through it (`set fwd io`, `start tx_first 1`: a closed loop,
+#    so the rate is whatever valgrind lets the DUT forward). After a warm-up,
+#    `callgrind_control --zero` starts a BUSY window and `--dump` ends it; sluice-stat
+#    samples inside it give the packets. The generator then stops and an IDLE window
+#    (same ports, no traffic) measures what an empty poll costs.
+#    The worker thread's dumps are parsed for call counts (`calls=` lines summed per
+#    callee, with callers): malloc & co and the Swift runtime's retain/release/alloc.
+# 2. (DPDK=1, default) the same with `dpdk-testpmd` io forwarding between two
+#    net_vhost ports as the DUT (whole process under callgrind; its forwarding lcore
+#    is the busiest thread; packets from `clear/show fwd stats all`).
+#
+# Instructions per forwarded packet, net of empty polls (deterministic, unlike
+# wall-clock rates on a shared machine):
+#     (Ir_busy - polls_busy * Ir_idle / polls_idle) / packets
+# where a poll is one direction polled once (sluice: a P2PDirection.poll call;
+# testpmd: an rte_vhost_dequeue_burst call).
+#
+# Environment: WINDOW=5 IDLE=3 WARMUP=5 (seconds of valgrind time), SIZE=64,
+#   DPDK=1, DUT_CPU=1 GEN_CPU=0, SLUICE_BIN_DIR (default: swift build -c release),
+#   KEEP_LOGS=1 keeps the work directory (callgrind files included).
+# Exit: 0 report written (whatever the counts), 1 error, 77 a tool is missing.
+
+set -u
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+out="${1:-$root/tools/bench/results-alloc.md}"
+WINDOW=${WINDOW:-5}; IDLE=${IDLE:-3}; WARMUP=${WARMUP:-5}; SIZE=${SIZE:-64}; DPDK=${DPDK:-1}
+DUT_CPU=${DUT_CPU:-1}; GEN_CPU=${GEN_CPU:-0}
+for t in dpdk-testpmd valgrind callgrind_control callgrind_annotate python3 objcopy; do
+    command -v "$t" >/dev/null || { echo "SKIP: $t not found (apt-get install -y dpdk valgrind python3 binutils)"; exit 77; }
+done
+
+bindir=${SLUICE_BIN_DIR:-}
+if [ -z "$bindir" ]; then
+    (cd "$root" && swift build -c release --product sluice >&2 && swift build -c release --product sluice-stat >&2) \
+        || { echo "swift build failed" >&2; exit 1; }
+    bindir="$(cd "$root" && swift build -c release --show-bin-path)"
+fi
+STAT="$bindir/sluice-stat"
+[ -x "$bindir/sluice" ] && [ -x "$STAT" ] || { echo "no sluice/sluice-stat in $bindir" >&2; exit 1; }
+
+work="$(mktemp -d /tmp/alloc-check.XXXXXX)"
+tag="alloc$$"; instance="$tag"; gen_prefix="${tag}gen"; dut_prefix="${tag}dut"
+S0="$work/s0.sock"; S1="$work/s1.sock"
+DUT_PID=""; GEN_PID=""; DUT_FIFO=0
+started="$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+# Valgrind 3.19 cannot read the DWARF 5 that Swift's clang writes ("unhandled dwarf2
+# abbrev form code 0x1b") and gives up: run a copy without debug info (the symbol
+# table, which is all callgrind needs for function names, stays).
+SLUICE="$work/sluice"
+objcopy --strip-debug "$bindir/sluice" "$SLUICE" || { echo "objcopy failed" >&2; exit 1; }
+
+stop_pid() {
+    local pid=$1
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+quit_fifo() {   # pid fd
+    [ -n "$1" ] || return 0
+    { echo quit >&"$2"; } 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    eval "exec $2>&-" 2>/dev/null
+    stop_pid "$1"
+}
+stop_all() {
+    quit_fifo "$GEN_PID" 3; GEN_PID=""
+    if [ "$DUT_FIFO" = 1 ]; then quit_fifo "$DUT_PID" 4; else stop_pid "$DUT_PID"; fi
+    DUT_PID=""; DUT_FIFO=0
+    for p in "$gen_prefix" "$dut_prefix"; do
+        rm -rf "/var/run/dpdk/$p"
+        for m in $(awk '$3 == "hugetlbfs" {print $2}' /proc/mounts); do rm -f "$m/$p"map_* 2>/dev/null; done
+    done
+    rm -f "/dev/shm/sluice-$instance.stats" "$S0" "$S1"
+}
+cleanup() {
+    stop_all
+    if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+trap '' PIPE
+
+wait_for() {   # seconds command...: poll every 0.1 s; give up early when command returns 2
+    local s=$1 rc; shift
+    for _ in $(seq $((s * 10))); do "$@"; rc=$?; [ $rc = 0 ] && return 0; [ $rc = 2 ] && return 1; sleep 0.1; done
+    return 1
+}
+log_has() { grep -aq -- "$2" "$1" 2>/dev/null; }
+dut_up() { kill -0 "$DUT_PID" 2>/dev/null || return 2; [ -S "$S0" ] && [ -S "$S1" ]; }
+stat_value() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1"; }
+
+cat > "$work/p2p.ini" <<EOF
+[dataplane]
+cores = $DUT_CPU
+poll = 0
+hugepages = off
+socket-dir = $work
+instance = $instance
+
+[port p0]
+type = vhost-user
+socket = s0.sock
+mode = server
+mac = 02:00:00:00:00:01
+
+[port p1]
+type = vhost-user
+socket = s1.sock
+mode = server
+mac = 02:00:00:00:00:02
+
+[p2p link0]
+ports = p0, p1
+EOF
+
+# callgrind does not demangle Swift: match Worker.run by its mangled name.
+TOGGLE='*6Engine6WorkerC3run*'
+VG="taskset -c $DUT_CPU valgrind --tool=callgrind --separate-threads=yes"
+SLUICE_CMD="$VG --toggle-collect=$TOGGLE --callgrind-out-file=$work/sluice.cg $SLUICE --config $work/p2p.ini --cores $DUT_CPU --poll 0"
+TESTPMD_CMD="$VG --callgrind-out-file=$work/dpdk.cg dpdk-testpmd --lcores 0@$DUT_CPU,1@$DUT_CPU --no-pci --no-huge -m 512 --file-prefix $dut_prefix --vdev net_vhost0,iface=$S0,queues=1 --vdev net_vhost1,iface=$S1,queues=1 -- -i --total-num-mbufs=16384 --forward-mode=io"
+GEN_CMD="dpdk-testpmd --lcores 0@$DUT_CPU,1@$GEN_CPU --no-pci --no-huge -m 512 --single-file-segments --file-prefix $gen_prefix --vdev net_virtio_user0,path=$S0,queues=1 --vdev net_virtio_user1,path=$S1,queues=1 -- -i --total-num-mbufs=16384"
+
+start_gen() {
+    mkfifo "$work/gen.in"
+    stdbuf -oL $GEN_CMD <"$work/gen.in" >"$work/$1.gen.log" 2>&1 &
+    GEN_PID=$!
+    exec 3>"$work/gen.in"; rm -f "$work/gen.in"
+    wait_for 60 log_has "$work/$1.gen.log" "Checking link statuses" || { echo "generator did not start" >&2; tail "$work/$1.gen.log" >&2; return 1; }
+    echo "set txpkts $SIZE" >&3; echo "set fwd io" >&3; echo "start tx_first 1" >&3
+}
+
+# measure NAME sample-before sample-after: busy window, then idle window
+#   sample-* are commands run inside the window (after zero / before dump)
+measure() {
+    local name=$1 before=$2 after=$3
+    sleep "$WARMUP"
+    callgrind_control --zero "$DUT_PID" >/dev/null; sleep 0.2
+    $before
+    sleep "$WINDOW"
+    $after; sleep 0.2
+    callgrind_control --dump=busy "$DUT_PID" >/dev/null
+    echo "stop" >&3; sleep 1
+    callgrind_control --zero "$DUT_PID" >/dev/null
+    sleep "$IDLE"
+    callgrind_control --dump=idle "$DUT_PID" >/dev/null
+}
+
+# --- 1. sluice ----------------------------------------------------------------------------
+echo "alloc-check: sluice under callgrind (load $load_at_start)" >&2
+$SLUICE_CMD >"$work/sluice.log" 2>&1 &
+DUT_PID=$!
+wait_for 120 dut_up || { echo "sluice did not start under valgrind" >&2; tail "$work/sluice.log" >&2; exit 1; }
+start_gen sluice || exit 1
+sluice_before() { "$STAT" --instance "$instance" --json >"$work/sluice.s0.json"; }
+sluice_after() { "$STAT" --instance "$instance" --json >"$work/sluice.s1.json"; }
+measure sluice sluice_before sluice_after
+stop_all
+s_packets=$(( $(stat_value "$work/sluice.s1.json" worker.0.busy_packets) - $(stat_value "$work/sluice.s0.json" worker.0.busy_packets) ))
+s_fwd=$(( $(stat_value "$work/sluice.s1.json" port.p0.tx_packets) + $(stat_value "$work/sluice.s1.json" port.p1.tx_packets) \
+        - $(stat_value "$work/sluice.s0.json" port.p0.tx_packets) - $(stat_value "$work/sluice.s0.json" port.p1.tx_packets) ))
+
+# --- 2. testpmd ---------------------------------------------------------------------------
+d_packets=0
+if [ "$DPDK" = 1 ]; then
+    echo "alloc-check: dpdk-testpmd under callgrind" >&2
+    mkfifo "$work/dut.in"
+    $TESTPMD_CMD <"$work/dut.in" >"$work/dpdk.log" 2>&1 &
+    DUT_PID=$!; DUT_FIFO=1
+    exec 4>"$work/dut.in"; rm -f "$work/dut.in"
+    echo "start" >&4
+    wait_for 120 dut_up || { echo "testpmd did not start under valgrind" >&2; tail "$work/dpdk.log" >&2; exit 1; }
+    start_gen dpdk || exit 1
+    dpdk_before() { echo "clear fwd stats all" >&4; sleep 0.2; }
+    dpdk_after() { echo "show fwd stats all" >&4; }
+    measure dpdk dpdk_before dpdk_after
+    stop_all
+    d_packets=$(awk '/Accumulated forward statistics/ {getline; print $2; exit}' "$work/dpdk.log")
+fi
+
+# --- analysis -------------------------------------------------------------------------------
+# pick FILE-PREFIX TRIGGER: the thread dump of that trigger with the most instructions
+pick() {
+    local best="" bestir=-1 f ir
+    for f in "$1".*; do
+        grep -aq "^desc: Trigger: dump $2\$" "$f" 2>/dev/null || continue
+        ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
+        [ "${ir:-0}" -gt "$bestir" ] && { best=$f; bestir=${ir:-0}; }
+    done
+    echo "$best"
+}
+s_busy=$(pick "$work/sluice.cg" busy); s_idle=$(pick "$work/sluice.cg" idle)
+d_busy=""; d_idle=""
+[ "$DPDK" = 1 ] && { d_busy=$(pick "$work/dpdk.cg" busy); d_idle=$(pick "$work/dpdk.cg" idle); }
+[ -n "$s_busy" ] && [ -n "$s_idle" ] || { echo "no sluice callgrind dumps in $work" >&2; KEEP_LOGS=1; exit 1; }
+
+python3 - "$s_busy" "$s_idle" "$s_packets" "$d_busy" "$d_idle" "${d_packets:-0}" >"$work/analysis.md" <<'EOF'
+import re, sys, collections
+s_busy, s_idle, s_packets, d_busy, d_idle, d_packets = sys.argv[1:7]
+s_packets, d_packets = int(s_packets), int(d_packets)
+WATCH = ["malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc",
+         "swift_allocObject", "swift_deallocObject", "swift_slowAlloc", "swift_slowDealloc",
+         "swift_retain", "swift_release", "swift_retain_n", "swift_release_n",
+         "swift_bridgeObjectRetain", "swift_bridgeObjectRelease",
+         "swift_unknownObjectRetain", "swift_unknownObjectRelease",
+         "swift_beginAccess", "swift_endAccess", "swift_isUniquelyReferenced_nonNull_native"]
+
+def parse(path):
+    """Total Ir, calls per callee, calls per (caller, callee) of one callgrind file."""
+    names = {}
+    def name(spec):
+        m = re.match(r"\((\d+)\)(?: (.*))?$", spec)
+        if not m: return spec
+        if m.group(2) is not None: names[m.group(1)] = m.group(2)
+        return names.get(m.group(1), spec)
+    total = 0; calls = collections.Counter(); edges = collections.Counter(); fn = callee = None
+    for line in open(path, errors="replace"):
+        if line.startswith("fn="): fn = name(line[3:].rstrip("\n"))
+        elif line.startswith("cfn="): callee = name(line[4:].rstrip("\n"))
+        elif line.startswith("calls="):
+            n = int(line[6:].split()[0]); c = callee.split("'")[0]
+            calls[c] += n; edges[(fn.split("'")[0], c)] += n
+        elif line.startswith("summary:") or line.startswith("totals:"): total = int(line.split()[1])
+    return total, calls, edges
+
+def per(v, d, f="{:.4f}"): return f.format(v / d) if d else "NA"
+
+def net(busy, idle, packets, poll_fn):
+    bt, bc, _ = parse(busy); it, ic, _ = parse(idle)
+    bp, ip = bc.get(poll_fn, 0), ic.get(poll_fn, 0)
+    idle_per_poll = it / ip if ip else float("nan")
+    netpp = (bt - bp * idle_per_poll) / packets if packets and ip else float("nan")
+    return dict(busy_ir=bt, busy_polls=bp, idle_ir=it, idle_polls=ip, idle_per_poll=idle_per_poll,
+                gross=bt / packets if packets else float("nan"), net=netpp, packets=packets)
+
+SPOLL = "$s9Switching12P2PDirectionV4pollSiyF"
+total, calls, edges = parse(s_busy)
+print(f"### Sluice worker thread, busy window: {s_packets} packets taken (`worker.0.busy_packets`)\n")
+print("| callee (from Worker.run, inclusive) | calls | per packet |")
+print("|---|---:|---:|")
+for w in WATCH:
+    print(f"| `{w}` | {calls.get(w, 0)} | {per(calls.get(w, 0), s_packets)} |")
+found = [w for w in WATCH if calls.get(w, 0)]
+if found:
+    print("\nWhere they come from (caller → callee: calls):\n")
+    for (a, b), n in edges.most_common():
+        if b in found: print(f"- `{a}` → `{b}`: {n}")
+else:
+    print("\n**None**: the worker made no call to an allocator or to the Swift reference-counting runtime in the window.")
+print("\nEvery call the worker thread made in the busy window (caller → callee: calls, per packet):\n")
+for (a, b), n in edges.most_common(20):
+    if n: print(f"- `{a}` → `{b}`: {n} ({per(n, s_packets, '{:.2f}')})")
+
+rows = [("Sluice p2p", net(s_busy, s_idle, s_packets, SPOLL), "`P2PDirection.poll` calls")]
+if d_busy and d_idle:
+    rows.append(("DPDK testpmd io", net(d_busy, d_idle, d_packets, "rte_vhost_dequeue_burst"), "`rte_vhost_dequeue_burst` calls"))
+print("\n### Instructions per forwarded packet (callgrind Ir, DUT forwarding thread)\n")
+print("| DUT | packets | busy Ir | polls (busy) | idle Ir | polls (idle) | Ir per empty poll | Ir/packet gross | **Ir/packet net** |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for n, r, _ in rows:
+    print(f"| {n} | {r['packets']} | {r['busy_ir']} | {r['busy_polls']} | {r['idle_ir']} | {r['idle_polls']} | "
+          f"{r['idle_per_poll']:.1f} | {r['gross']:.0f} | **{r['net']:.0f}** |")
+if len(rows) == 2 and rows[1][1]["net"] > 0:
+    print(f"\nSluice / DPDK, net instructions per packet: **{rows[0][1]['net'] / rows[1][1]['net']:.2f}**")
+print("\nPolls counted as: " + "; ".join(f"{n}: {p}" for n, _, p in rows) + ".")
+EOF
+callgrind_annotate --inclusive=yes "$s_busy" 2>/dev/null | awk '/^Ir  *file:function/ {on = 1} on && /^$/ {exit} on' | head -25 >"$work/annotate.txt"
+demangle() { if command -v swift >/dev/null; then swift demangle --simplified 2>/dev/null || cat; else cat; fi; }
+
+{
+    echo "# Allocations, reference counting and instructions per packet in the poll loop"
+    echo
+    echo "Generated by \`tools/bench/alloc-check.sh\` on $started (load average at start $load_at_start;"
+    echo "the machine is shared with other people's builds and tests — callgrind counts instructions,"
+    echo "so the counts below do not depend on that load)."
+    echo "sluice $(cd "$root" && git rev-parse --short HEAD 2>/dev/null) + work tree (binary from \`$bindir\`);"
+    echo "${SIZE}-byte frames looped by testpmd (\`set fwd io\`, \`start tx_first 1\`) through the DUT;"
+    echo "busy window ${WINDOW} s and idle window ${IDLE} s of valgrind time after ${WARMUP} s of warm-up."
+    echo "Sluice frames forwarded in the busy window (port tx_packets, both ports): $s_fwd."
+    echo
+    demangle <"$work/analysis.md"
+    echo
+    echo "### callgrind_annotate --inclusive=yes, Sluice worker thread, busy window"
+    echo
+    echo '```'
+    demangle <"$work/annotate.txt"
+    echo '```'
+    echo
+    echo "### Commands"
+    echo
+    echo '```'
+    echo "$SLUICE_CMD"
+    [ "$DPDK" = 1 ] && echo "$TESTPMD_CMD   # then: start"
+    echo "$GEN_CMD"
+    echo "  set txpkts $SIZE ; set fwd io ; start tx_first 1"
+    echo "callgrind_control --zero PID ; (window) ; callgrind_control --dump=busy PID"
+    echo "  (generator: stop) ; callgrind_control --zero PID ; (idle) ; callgrind_control --dump=idle PID"
+    echo '```'
+} >"$out.tmp" && mv "$out.tmp" "$out"
+cat "$out"
+echo "wrote $out" >&2

@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# Sluice's p2p link side by side with DPDK testpmd io-forwarding, on the same
+# generator, on the same CPU.
+#
+#   tools/bench/p2p-vs-testpmd.sh [OUT.md]      (default tools/bench/results-p2p.md)
+#
+# Topology (see /work/shared/PEERS.md: two busy pollers on one CPU never make
+# progress together, so the device under test (DUT) has cpu $DUT_CPU to itself):
+#
+#   cpu GEN_CPU: one dpdk-testpmd, two net_virtio_user ports = generator AND sink
+#        port 0 ──► S0 ──► DUT ──► S1 ──► port 1   (and the other way round)
+#   cpu DUT_CPU: DUT A  dpdk-testpmd, two net_vhost ports, io forwarding
+#                DUT B  sluice, two vhost-user ports (server mode) and a [p2p] link
+#
+# For every repeat, mode (io closed loop with `start tx_first 32`; flowgen) and
+# frame size (64, 1518) it runs A and B one after the other (the order flips every
+# repeat), each with fresh processes: warm-up, then a window of WINDOW seconds
+# between two generator `show port stats all` calls. Forwarded Mpps = the sum of
+# the generator's two Rx-pps of that window. Busy cycles per packet over the same
+# window: DUT A `clear fwd stats all` / `show fwd stats all` (--record-core-cycles);
+# DUT B delta worker.0.busy_cycles / delta worker.0.busy_packets from sluice-stat.
+# Medians over the repeats go to OUT.md with the raw samples.
+#
+# Environment:
+#   REPEATS=3       samples per (DUT, mode, size)
+#   WINDOW=5        measurement window, seconds
+#   WARMUP=2        seconds of traffic before the window
+#   MODES="io flowgen"   SIZES="64 1518"
+#   DUT_CPU=1 GEN_CPU=0
+#   SLUICE_BIN_DIR  directory holding release `sluice` and `sluice-stat`
+#                   (default: `swift build -c release` in the repository)
+#   KEEP_LOGS=1     keep the work directory with every log
+# Exit: 0 done, 1 error, 77 dpdk-testpmd missing.
+
+set -u
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+out="${1:-$root/tools/bench/results-p2p.md}"
+REPEATS=${REPEATS:-3}
+WINDOW=${WINDOW:-5}
+WARMUP=${WARMUP:-2}
+MODES=${MODES:-io flowgen}
+SIZES=${SIZES:-64 1518}
+DUT_CPU=${DUT_CPU:-1}
+GEN_CPU=${GEN_CPU:-0}
+case "$REPEATS$WINDOW$WARMUP$DUT_CPU$GEN_CPU" in *[!0-9]*) echo "REPEATS, WINDOW, WARMUP, DUT_CPU, GEN_CPU must be integers" >&2; exit 1 ;; esac
+
+command -v dpdk-testpmd >/dev/null || { echo "SKIP: dpdk-testpmd not found (apt-get install -y dpdk)"; exit 77; }
+
+bindir=${SLUICE_BIN_DIR:-}
+if [ -z "$bindir" ]; then
+    (cd "$root" && swift build -c release --product sluice >&2 && swift build -c release --product sluice-stat >&2) \
+        || { echo "swift build failed" >&2; exit 1; }
+    bindir="$(cd "$root" && swift build -c release --show-bin-path)"
+fi
+SLUICE="$bindir/sluice"
+STAT="$bindir/sluice-stat"
+[ -x "$SLUICE" ] && [ -x "$STAT" ] || { echo "no sluice/sluice-stat in $bindir" >&2; exit 1; }
+
+load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+busy_at_start="$(ps -eo pcpu,psr,args --sort=-pcpu | awk 'NR>1 && NR<=6 {printf "%s%% cpu%s %s\n", $1, $2, substr($0, index($0,$3), 90)}')"
+started="$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+t_start=$(date +%s)
+
+work="$(mktemp -d /tmp/p2p-vs-testpmd.XXXXXX)"
+tag="p2pb$$"
+gen_prefix="${tag}gen"; dut_prefix="${tag}dut"; instance="${tag}"
+S0="$work/s0.sock"; S1="$work/s1.sock"
+GEN_PID=""; DUT_PID=""; DUT_KIND=""
+
+# ---------------------------------------------------------------------------
+# Processes
+
+stop_pid() {   # pid: ask, then insist
+    local pid=$1
+    [ -n "$pid" ] || return 0
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+quit_testpmd() {   # pid fd: `quit`, then stop_pid
+    local pid=$1 fd=$2
+    [ -n "$pid" ] || return 0
+    { echo "quit" >&"$fd"; } 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    eval "exec $fd>&-" 2>/dev/null
+    stop_pid "$pid"
+}
+
+remove_leftovers() {
+    local p m
+    for p in "$gen_prefix" "$dut_prefix"; do
+        rm -rf "/var/run/dpdk/$p"
+        # hugetlbfs mounts: DPDK can leave <prefix>map_N files that keep pages reserved.
+        for m in $(awk '$3 == "hugetlbfs" {print $2}' /proc/mounts); do rm -f "$m/$p"map_* 2>/dev/null; done
+    done
+    rm -f "/dev/shm/sluice-$instance.stats" "$S0" "$S1"
+}
+
+cleanup() {
+    quit_testpmd "$GEN_PID" 3; GEN_PID=""
+    if [ "$DUT_KIND" = A ]; then quit_testpmd "$DUT_PID" 4; else stop_pid "$DUT_PID"; fi
+    DUT_PID=""
+    remove_leftovers
+    if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+trap '' PIPE   # a testpmd that died must not kill us through its fifo
+
+wait_for() {   # seconds command...: poll every 0.1 s
+    local seconds=$1; shift
+    for _ in $(seq $((seconds * 10))); do "$@" && return 0; sleep 0.1; done
+    return 1
+}
+log_has() { grep -q -- "$2" "$1" 2>/dev/null; }
+sockets_exist() { [ -S "$S0" ] && [ -S "$S1" ]; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+now() { date +%s.%N; }
+stat_value() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1"; }   # json-file counter
+
+# The exact command lines, also written to the report.
+GEN_CMD="dpdk-testpmd --lcores 0@$DUT_CPU,1@$GEN_CPU --no-pci --no-huge -m 512 --single-file-segments --file-prefix $gen_prefix --vdev net_virtio_user0,path=$S0,queues=1 --vdev net_virtio_user1,path=$S1,queues=1 -- -i --total-num-mbufs=16384"
+DUTA_CMD="taskset -c $DUT_CPU dpdk-testpmd --lcores 0@$DUT_CPU,1@$DUT_CPU --no-pci --no-huge -m 512 --file-prefix $dut_prefix --vdev net_vhost0,iface=$S0,queues=1 --vdev net_vhost1,iface=$S1,queues=1 -- -i --total-num-mbufs=16384 --forward-mode=io --record-core-cycles"
+DUTB_CMD="taskset -c $DUT_CPU $SLUICE --config $work/p2p.ini --cores $DUT_CPU --poll 0"
+
+cat > "$work/p2p.ini" <<EOF
+[dataplane]
+cores = $DUT_CPU
+poll = 0
+; the DPDK side runs with --no-huge too
+hugepages = off
+socket-dir = $work
+instance = $instance
+
+[port p0]
+type = vhost-user
+socket = s0.sock
+mode = server
+mac = 02:00:00:00:00:01
+
+[port p1]
+type = vhost-user
+socket = s1.sock
+mode = server
+mac = 02:00:00:00:00:02
+
+[p2p link0]
+ports = p0, p1
+EOF
+
+# start_dut A|B log: the DUT listening on S0/S1
+start_dut() {
+    local dut=$1 log=$2
+    DUT_KIND=$dut
+    if [ "$dut" = A ]; then
+        mkfifo "$work/dut.in"
+        stdbuf -oL $DUTA_CMD <"$work/dut.in" >"$log" 2>&1 &
+        DUT_PID=$!
+        exec 4>"$work/dut.in"
+        rm -f "$work/dut.in"
+        echo "start" >&4
+        wait_for 20 sockets_exist && wait_for 10 log_has "$log" "io packet forwarding"
+    else
+        stdbuf -oL $DUTB_CMD >"$log" 2>&1 &
+        DUT_PID=$!
+        wait_for 20 sockets_exist && wait_for 10 log_has "$log" "running"
+    fi
+}
+
+# start_gen log: the generator connected to both DUT ports
+start_gen() {
+    local log=$1
+    mkfifo "$work/gen.in"
+    stdbuf -oL $GEN_CMD <"$work/gen.in" >"$log" 2>&1 &
+    GEN_PID=$!
+    exec 3>"$work/gen.in"
+    rm -f "$work/gen.in"
+    wait_for 20 log_has "$log" "Checking link statuses"
+}
+
+# one_sample DUT MODE SIZE ID: appends a line to $work/samples.tsv
+#   dut mode size gen_mpps cycles dut_mpps drops dut_cpu gen_cpu
+one_sample() {
+    local dut=$1 mode=$2 size=$3 id=$4
+    local glog="$work/$id.gen.log" dlog="$work/$id.dut.log"
+    remove_leftovers
+    if ! start_dut "$dut" "$dlog"; then
+        echo "FAIL $id: DUT $dut did not start" >&2; tail -5 "$dlog" >&2; stop_pid "$DUT_PID"; DUT_PID=""; return 1
+    fi
+    if ! start_gen "$glog"; then
+        echo "FAIL $id: generator did not start" >&2; tail -5 "$glog" >&2
+        quit_testpmd "$GEN_PID" 3; GEN_PID=""; return 1
+    fi
+    sleep 0.5
+    echo "set txpkts $size" >&3
+    if [ "$mode" = io ]; then
+        echo "set fwd io" >&3
+        echo "start tx_first 32" >&3
+    else
+        echo "set fwd flowgen" >&3
+        echo "start" >&3
+    fi
+    sleep "$WARMUP"
+
+    # --- window start
+    echo "show port stats all" >&3
+    local t0 d0 g0
+    t0=$(now); d0=$(cpu_ticks "$DUT_PID"); g0=$(cpu_ticks "$GEN_PID")
+    if [ "$dut" = A ]; then echo "clear fwd stats all" >&4; else "$STAT" --instance "$instance" --json >"$work/$id.s0.json"; fi
+    sleep "$WINDOW"
+    # --- window end
+    echo "show port stats all" >&3
+    local t1 d1 g1
+    if [ "$dut" = A ]; then echo "show fwd stats all" >&4; else "$STAT" --instance "$instance" --json >"$work/$id.s1.json"; fi
+    t1=$(now); d1=$(cpu_ticks "$DUT_PID"); g1=$(cpu_ticks "$GEN_PID")
+    sleep 0.3
+    echo "stop" >&3
+    sleep 0.3
+    quit_testpmd "$GEN_PID" 3; GEN_PID=""
+    if [ "$dut" = A ]; then quit_testpmd "$DUT_PID" 4; else stop_pid "$DUT_PID"; fi
+    DUT_PID=""
+
+    local dt gen_mpps cycles dut_mpps drops dut_cpu gen_cpu hz
+    hz=$(getconf CLK_TCK)
+    dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+    # The last two Rx-pps lines are the window's rates of port 0 and port 1.
+    gen_mpps=$(grep -o 'Rx-pps: *[0-9]*' "$glog" | awk '{v[NR] = $2} END {if (NR >= 4) printf "%.3f", (v[NR] + v[NR-1]) / 1e6; else print "NA"}')
+    # Frame size as the generator counted it (flowgen frames are 4 bytes shorter than txpkts).
+    local fbytes
+    fbytes=$(grep -ao 'Rx-bps: *[0-9]*' "$glog" | awk '{v[NR] = $2} END {print v[NR] + v[NR-1]}')
+    fbytes=$(grep -ao 'Rx-pps: *[0-9]*' "$glog" | awk -v b="${fbytes:-0}" '{v[NR] = $2} END {p = v[NR] + v[NR-1]; if (p > 0) printf "%.0f", b / p / 8; else print "NA"}')
+    if [ "$dut" = A ]; then
+        # `show fwd stats all` is the first place with forwarding totals after the clear.
+        cycles=$(grep -o 'CPU cycles/packet=[0-9.]*' "$dlog" | head -1 | cut -d= -f2)
+        local tx
+        tx=$(awk '/Accumulated forward statistics/ {getline; getline; print $2; exit}' "$dlog")
+        dut_mpps=$(awk -v n="${tx:-0}" -v t="$dt" 'BEGIN {printf "%.3f", n / t / 1e6}')
+        drops=$(awk '/Accumulated forward statistics/ {getline; getline; print $4; exit}' "$dlog")
+    else
+        local s0="$work/$id.s0.json" s1="$work/$id.s1.json"
+        cycles=$(awk -v c0="$(stat_value "$s0" worker.0.busy_cycles)" -v c1="$(stat_value "$s1" worker.0.busy_cycles)" \
+                     -v p0="$(stat_value "$s0" worker.0.busy_packets)" -v p1="$(stat_value "$s1" worker.0.busy_packets)" \
+                     'BEGIN {if (p1 > p0) printf "%.1f", (c1 - c0) / (p1 - p0); else print "NA"}')
+        dut_mpps=$(awk -v a0="$(stat_value "$s0" port.p0.tx_packets)" -v a1="$(stat_value "$s1" port.p0.tx_packets)" \
+                       -v b0="$(stat_value "$s0" port.p1.tx_packets)" -v b1="$(stat_value "$s1" port.p1.tx_packets)" -v t="$dt" \
+                       'BEGIN {printf "%.3f", ((a1 - a0) + (b1 - b0)) / t / 1e6}')
+        drops=$(for k in port.p0.drop.no_rx_buffer port.p1.drop.no_rx_buffer port.p0.drop.bad_desc port.p1.drop.bad_desc \
+                          port.p0.drop.bad_length port.p1.drop.bad_length port.p0.drop.link_down port.p1.drop.link_down; do
+                    echo "$(stat_value "$s0" "$k") $(stat_value "$s1" "$k")"; done | awk '{s += $2 - $1} END {print s}')
+    fi
+    dut_cpu=$(awk -v a="$d0" -v b="$d1" -v t="$dt" -v hz="$hz" 'BEGIN {printf "%.0f", (b - a) / hz / t * 100}')
+    gen_cpu=$(awk -v a="$g0" -v b="$g1" -v t="$dt" -v hz="$hz" 'BEGIN {printf "%.0f", (b - a) / hz / t * 100}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$dut" "$mode" "$size" "${gen_mpps:-NA}" "${cycles:-NA}" \
+        "${dut_mpps:-NA}" "${drops:-NA}" "$dut_cpu" "$gen_cpu" "$(cut -d' ' -f1 /proc/loadavg)" "${fbytes:-NA}" >>"$work/samples.tsv"
+    printf '  %-7s DUT %s %-7s %4s B: %s Mpps, %s cycles/pkt (DUT-side %s Mpps, drops %s, DUT cpu %s%%, gen cpu %s%%)\n' \
+        "$id" "$dut" "$mode" "$size" "${gen_mpps:-NA}" "${cycles:-NA}" "${dut_mpps:-NA}" "${drops:-NA}" "$dut_cpu" "$gen_cpu" >&2
+}
+
+# ---------------------------------------------------------------------------
+# Run: alternate A/B, flipping the order every repeat.
+
+echo "p2p vs testpmd: REPEATS=$REPEATS WINDOW=${WINDOW}s WARMUP=${WARMUP}s, load $load_at_start; work dir $work" >&2
+: >"$work/samples.tsv"
+n=0
+for rep in $(seq "$REPEATS"); do
+    if [ $((rep % 2)) = 1 ]; then order="A B"; else order="B A"; fi
+    for mode in $MODES; do
+        for size in $SIZES; do
+            for dut in $order; do
+                n=$((n + 1))
+                one_sample "$dut" "$mode" "$size" "s$n" || echo "  s$n failed" >&2
+            done
+        done
+    done
+done
+
+# ---------------------------------------------------------------------------
+# Report
+
+median() {   # column dut mode size
+    awk -F'\t' -v c="$1" -v d="$2" -v m="$3" -v s="$4" '$1 == d && $2 == m && $3 == s && $c != "NA" {print $c}' "$work/samples.tsv" \
+        | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a + 0 > 0 && b != "NA") printf "%.2f", b / a; else print "NA"}'; }
+
+elapsed=$(( $(date +%s) - t_start ))
+{
+    echo "# p2p link vs DPDK testpmd io forwarding"
+    echo
+    echo "Generated by \`tools/bench/p2p-vs-testpmd.sh\` on $started in ${elapsed} s."
+    echo
+    echo "- Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)," \
+         "DPDK $(dpkg-query -W -f '${Version}' dpdk 2>/dev/null || echo '?'), sluice $(cd "$root" && git rev-parse --short HEAD 2>/dev/null)" \
+         "+ uncommitted work tree (built from $bindir)."
+    echo "- Load average at start: **$load_at_start**. The machine is shared: other people's builds," \
+         "tests and benchmarks ran at the same time, so absolute numbers are noisy;" \
+         "the DUT's CPU share during each window is in the raw samples (100 % = it had its core)."
+    echo "  Busiest processes at start:"
+    echo '  ```'
+    echo "$busy_at_start" | sed 's/^/  /'
+    echo '  ```'
+    echo "- $REPEATS samples per cell, A/B alternated (order flipped every repeat), fresh processes per sample," \
+         "${WARMUP} s warm-up, ${WINDOW} s window. Medians below."
+    echo
+    echo "| mode | size | DPDK Mpps | Sluice Mpps | ratio | DPDK cycles/pkt | Sluice cycles/pkt | ratio | DUT cpu % A / B |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for mode in $MODES; do
+        for size in $SIZES; do
+            am=$(median 4 A "$mode" "$size"); bm=$(median 4 B "$mode" "$size")
+            ac=$(median 5 A "$mode" "$size"); bc=$(median 5 B "$mode" "$size")
+            echo "| $mode | $size | $am | $bm | $(ratio "$am" "$bm") | $ac | $bc | $(ratio "$ac" "$bc") | $(median 8 A "$mode" "$size") / $(median 8 B "$mode" "$size") |"
+        done
+    done
+    echo
+    contended=$(awk -F'\t' '$8 + 0 < 90' "$work/samples.tsv" | wc -l)
+    if [ "$contended" -gt 0 ]; then
+        echo "**Warning: in $contended of $(wc -l <"$work/samples.tsv") samples the DUT got less than 90 % of its CPU**"
+        echo "(last column: median CPU share of the DUT process during the window). Other work ran on the"
+        echo "DUT's core, and TSC cycles keep counting while a poller is descheduled, so those samples"
+        echo "measure the machine's load more than the DUTs. Compare only samples where both DUTs had"
+        echo "their core (PEERS.md reference, idle machine: testpmd 10.6–13.8 Mpps, 156–215 cycles/pkt at 64 B)."
+    fi
+    echo
+    echo "Mpps: forwarded frames per second, both directions summed, as the generator counts them"
+    echo "(sum of its two ports' Rx-pps over the window). Cycles/pkt: DUT busy TSC cycles per frame"
+    echo "received (testpmd \`--record-core-cycles\`; sluice \`worker.0.busy_cycles / worker.0.busy_packets\`)."
+    echo "Ratios are Sluice / DPDK: > 1 is better for Mpps, < 1 is better for cycles."
+    echo
+    echo "## Raw samples"
+    echo
+    echo "DUT-side Mpps: frames the DUT forwarded in the window by its own counters; drops: frames the"
+    echo "DUT took in but could not place (testpmd TX-dropped; sluice drop.* counters)."
+    echo
+    echo "| DUT | mode | size | bytes/frame | gen Mpps | cycles/pkt | DUT-side Mpps | DUT drops | DUT cpu % | gen cpu % | load1 |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' '{n = ($1 == "A") ? "A dpdk" : "B sluice"; printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, $2, $3, $11, $4, $5, $6, $7, $8, $9, $10}' "$work/samples.tsv"
+    echo
+    echo "## Commands"
+    echo
+    echo "Generator and sink (started after the DUT, which listens on both sockets):"
+    echo '```'
+    echo "$GEN_CMD"
+    echo "  set txpkts SIZE"
+    echo "  set fwd io ; start tx_first 32        # mode io (closed loop)"
+    echo "  set fwd flowgen ; start                # mode flowgen"
+    echo "  show port stats all                    # after ${WARMUP} s: window start"
+    echo "  show port stats all                    # ${WINDOW} s later: Rx-pps/Tx-pps of the window"
+    echo '```'
+    echo "DUT A (DPDK):"
+    echo '```'
+    echo "$DUTA_CMD"
+    echo "  start ; clear fwd stats all (window start) ; show fwd stats all (window end)"
+    echo '```'
+    echo "DUT B (Sluice), stats read with \`sluice-stat --instance $instance --json\` at window start and end:"
+    echo '```'
+    echo "$DUTB_CMD"
+    echo '```'
+    echo "with this configuration:"
+    echo '```ini'
+    cat "$work/p2p.ini"
+    echo '```'
+} >"$out.tmp" && mv "$out.tmp" "$out"
+cat "$out"
+echo "wrote $out (${elapsed} s)" >&2

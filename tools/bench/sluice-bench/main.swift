@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// sluice-bench: Sluice's IndexRing and Mempool timed like DPDK's ring_perf_autotest and
+// mempool_perf_autotest, printed in their shape. tools/bench/ring-mempool.sh runs both
+// side by side and builds the table in BENCHMARKS.md.
+
+let usage = """
+    usage: sluice-bench ring    [--sizes 8,32] [--cpus 0,1]
+           sluice-bench mempool [--cores 1,2] [--bulk 1,32] [--keep 32,128]
+                                [--seconds 5] [--pool-size 2047] [--cpus 0,1]
+
+      ring     single, burst, bulk and empty enq/deq on one core (cycles per enq+deq
+               turn), bulk on two cores (producer on the first cpu, consumer on the
+               second; cycles per entry), MP/MC turns per core in 100 ms on both cores
+      mempool  take n_keep buffers in bulks, return them in bulks, through the
+               per-thread cache; buffers per second summed over cores
+    """
+
+/// Hand-parsed `--name value` options (no ArgumentParser: this tool stays small).
+struct Options {
+    private var values: [String: String] = [:]
+
+    init(_ args: ArraySlice<String>, allowed: Set<String>) throws(BenchError) {
+        var i = args.startIndex
+        while i < args.endIndex {
+            let name = args[i]
+            guard name.hasPrefix("--"), allowed.contains(String(name.dropFirst(2))) else {
+                throw BenchError("unknown option \(name)")
+            }
+            guard i + 1 < args.endIndex else { throw BenchError("\(name) needs a value") }
+            values[String(name.dropFirst(2))] = args[i + 1]
+            i += 2
+        }
+    }
+
+    func list(_ name: String, default d: [Int]) throws(BenchError) -> [Int] {
+        guard let text = values[name] else { return d }
+        var out: [Int] = []
+        for part in text.split(separator: ",") {
+            guard let v = Int(part), v >= 0 else { throw BenchError("--\(name): '\(part)' is not a number") }
+            out.append(v)
+        }
+        if out.isEmpty { throw BenchError("--\(name) is empty") }
+        return out
+    }
+
+    func number(_ name: String, default d: Double) throws(BenchError) -> Double {
+        guard let text = values[name] else { return d }
+        guard let v = Double(text), v > 0 else { throw BenchError("--\(name): '\(text)' is not a positive number") }
+        return v
+    }
+}
+
+func runMain() throws(BenchError) {
+    let args = CommandLine.arguments
+    guard args.count >= 2 else { throw BenchError(usage) }
+    let rest = args[2...]
+    switch args[1] {
+    case "ring":
+        let o = try Options(rest, allowed: ["sizes", "cpus"])
+        let cpus = try o.list("cpus", default: [0, 1])
+        guard cpus.count == 2 else { throw BenchError("--cpus needs two cpus: producer,consumer") }
+        try RingBench(sizes: try o.list("sizes", default: [8, 32]),
+                      producerCPU: cpus[0], consumerCPU: cpus[1]).run()
+    case "mempool":
+        let o = try Options(rest, allowed: ["cores", "bulk", "keep", "seconds", "pool-size", "cpus"])
+        try MempoolBench(cores: try o.list("cores", default: [1, 2]),
+                         bulks: try o.list("bulk", default: [1, 32]),
+                         keeps: try o.list("keep", default: [32, 128]),
+                         seconds: try o.number("seconds", default: 5),
+                         poolSize: Int(try o.number("pool-size", default: 2047)),
+                         cpus: try o.list("cpus", default: [0, 1])).run()
+    case "-h", "--help", "help":
+        print(usage)
+    default:
+        throw BenchError("unknown benchmark '\(args[1])'\n\(usage)")
+    }
+}
+
+do {
+    try runMain()
+} catch {
+    printErr("sluice-bench: \(error)")
+    exit(1)
+}

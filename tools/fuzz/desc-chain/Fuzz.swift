@@ -1,0 +1,214 @@
+// libFuzzer target `desc-chain`: Virtio's descriptor-chain walker and one
+// direction of a p2p link, over guest memory and rings the input fills in.
+//
+// Two guests, each with its own memfd-backed memory of two regions: gpa
+// [0, 0x10000) and, adjacent in guest-physical space but mapped apart,
+// [0x10000, 0x11000). Both memories get the same image:
+//
+//   0x0000  source (guest A) descriptor table     0x2000  destination (guest B) descriptor table
+//   0x1000  source avail ring                     0x3000  destination avail ring
+//   0x1400  source used ring                      0x3400  destination used ring
+//   0x4000- buffers (the image covers up to 0x4ff7; the rest of memory is zeroes)
+//
+// Input layout:
+//   byte 0      source queue size, log2 (mod 9: 1…256)
+//   byte 1      destination queue size, log2 (mod 9)
+//   byte 2      bit 0 INDIRECT_DESC negotiated   bit 1 walk as device-writable (RX)
+//               bit 2 also run P2PDirection.poll  bit 3 EVENT_IDX
+//               bit 4 destination MRG_RXBUF       bit 5 destination GUEST_CSUM
+//               bit 6 source 10-byte header       bit 7 destination 10-byte header
+//   bytes 3-4   head to walk (LE)
+//   bytes 5-6   source avail.idx; bytes 7-8 destination avail.idx (LE), written over the image
+//   bytes 9-    the memory image, from gpa 0 (at most 0x11000 bytes are used)
+//
+// Invariants checked (abort = a finding): a walked chain's segments each lie
+// inside one mapped region and add up to totalLength; a poll accounts for every
+// entry it takes (rx + bad_desc + bad_length == taken; tx + no_rx_buffer == rx)
+// and never publishes more used entries than it consumed. With
+// SLUICE_KNOWN_BUGS=1 it also checks that every RX chain the destination gets
+// back was one it made available (the MRG_RXBUF multi-frame bug breaks this).
+//
+// Seeds: tools/fuzz/corpus/desc-chain, written by make-seeds.swift.
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSluice
+import Platform
+import Stats
+import Switching
+import Virtio
+
+private func fail(_ what: String) -> Never {
+    fputs("desc-chain fuzz invariant broken: \(what)\n", stderr)
+    abort()
+}
+
+private let mainSize = 0x10000
+private let extraGPA: UInt64 = 0x10000
+private let extraSize = 0x1000
+
+/// One guest's memory: two regions from two memfds, mapped once for the whole run.
+private final class FuzzGuest: @unchecked Sendable {
+    let map = GuestMemoryMap(maxRegions: 8)
+    let main: UnsafeMutableRawPointer
+    let extra: UnsafeMutableRawPointer
+
+    init(_ name: String) {
+        for (gpa, size) in [(UInt64(0), mainSize), (extraGPA, extraSize)] {
+            let fd = sl_memfd_create(name, sl_memfd_cloexec_flag())
+            guard fd >= 0, ftruncate(fd, off_t(size)) == 0 else { fail("memfd") }
+            do { try map.add(guestPhys: gpa, size: UInt64(size), userAddr: 0x7f00_0000_0000 + gpa, mmapOffset: 0, fd: fd) } catch {
+                fail("map: \(error)")
+            }
+        }
+        guard let m = map.table.translate(0, 1), let e = map.table.translate(extraGPA, 1) else { fail("translate") }
+        main = m
+        extra = e
+    }
+
+    func load(_ image: UnsafeRawBufferPointer) {
+        main.initializeMemory(as: UInt8.self, repeating: 0, count: mainSize)
+        extra.initializeMemory(as: UInt8.self, repeating: 0, count: extraSize)
+        let n1 = min(image.count, mainSize)
+        if n1 > 0 { main.copyMemory(from: image.baseAddress!, byteCount: n1) }
+        if image.count > mainSize { extra.copyMemory(from: image.baseAddress! + mainSize, byteCount: min(image.count - mainSize, extraSize)) }
+    }
+
+    /// Whether [p, p+len) lies inside one mapped region.
+    func contains(_ p: UnsafeMutableRawPointer, _ len: Int) -> Bool {
+        for (base, size) in [(main, mainSize), (extra, extraSize)] {
+            let off = UInt(bitPattern: p) &- UInt(bitPattern: base)
+            if UInt(bitPattern: p) >= UInt(bitPattern: base) && off <= UInt(size) && UInt(len) <= UInt(size) &- off { return true }
+        }
+        return false
+    }
+}
+
+private let guestA = FuzzGuest("fuzz-a")
+private let guestB = FuzzGuest("fuzz-b")
+private let srcQueue = Virtqueue.allocate()
+private let dstQueue = Virtqueue.allocate()
+private let segs = SegmentList.allocate()
+private let strict = getenv("SLUICE_KNOWN_BUGS").map { String(cString: $0) == "1" } ?? false
+/// DESC_CHAIN_VERBOSE=1: print what each input did (to check that seeds reach the copy paths).
+private let verbose = getenv("DESC_CHAIN_VERBOSE").map { String(cString: $0) == "1" } ?? false
+
+/// Counters in a real stats segment whose file is unlinked at once (the memory stays).
+private let stats: StatsWriter = {
+    do {
+        let w = try StatsWriter(path: "/tmp/sluice-fuzz-desc-chain-\(getpid()).stats", slots: 1)
+        w.remove()
+        return w
+    } catch { fail("stats: \(error)") }
+}()
+
+private func counters(_ port: String) -> [StatsCounter] {
+    PortCounters.names.map { name in
+        do { return stats.counter(try stats.register("port.\(port).\(name)"), slot: 0) } catch { fail("register: \(error)") }
+    }
+}
+private let countersA = counters("a")
+private let countersB = counters("b")
+private let link = P2PDirection(src: srcQueue, dst: dstQueue, srcCounters: PortCounters(countersA),
+                                dstCounters: PortCounters(countersB), maxFrame: 1518)
+
+private func setUp(_ q: Virtqueue, guest: FuzzGuest, ringBase: Int, sizeLog: UInt8, control: UInt8, headerBit: UInt8) {
+    let size = UInt16(1) << UInt16(sizeLog % 9)
+    var s = VirtqueueState()
+    s.desc = guest.main + ringBase
+    s.avail = guest.main + ringBase + 0x1000
+    s.used = guest.main + ringBase + 0x1400
+    s.memory = guest.map.table
+    s.size = size
+    s.mask = size &- 1
+    s.indirect = control & 1 != 0
+    s.eventIdx = control & 8 != 0
+    s.headerSize = control & headerBit != 0 ? 10 : 12
+    s.addressed = true
+    s.started = true
+    s.enabled = true
+    q.state.pointee = s
+}
+
+private func checkSegments(_ guest: FuzzGuest, _ what: String) {
+    guard segs.count <= SegmentList.capacity else { fail("\(what): \(segs.count) segments") }
+    var total = 0
+    for i in 0..<segs.count {
+        guard guest.contains(segs.pointer(i), segs.length(i)) else {
+            fail("\(what): segment \(i) (\(segs.length(i)) bytes) is not inside one guest region")
+        }
+        total += segs.length(i)
+    }
+    guard total == segs.totalLength else { fail("\(what): totalLength \(segs.totalLength) != \(total)") }
+}
+
+private func le16(_ p: UnsafeRawBufferPointer, _ at: Int) -> UInt16 { UInt16(p[at]) | UInt16(p[at + 1]) << 8 }
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func descChainFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    guard let data, size >= 9 else { return 0 }
+    let input = UnsafeRawBufferPointer(start: data, count: size)
+    let control = input[2]
+    let image = UnsafeRawBufferPointer(rebasing: input[9...])
+    guestA.load(image)
+    guestB.load(image)
+    setUp(srcQueue, guest: guestA, ringBase: 0, sizeLog: input[0], control: control, headerBit: 0x40)
+    setUp(dstQueue, guest: guestB, ringBase: 0x2000, sizeLog: input[1], control: control, headerBit: 0x80)
+    dstQueue.state.pointee.mergeable = control & 0x10 != 0
+    dstQueue.state.pointee.guestCsum = control & 0x20 != 0
+    sl_store_release_u16(guestA.main + 0x1002, le16(input, 5))
+    sl_store_release_u16(guestB.main + 0x3002, le16(input, 7))
+
+    // The walker on its own.
+    let writes = control & 2 != 0
+    let walkQueue = writes ? dstQueue : srcQueue
+    let walked = walkQueue.walkChain(head: le16(input, 3), deviceWrites: writes, into: segs)
+    if verbose { print("walk head \(le16(input, 3)) \(writes ? "RX" : "TX"): \(walked) \(segs.count) segments \(segs.totalLength) bytes") }
+    if walked == .none {
+        checkSegments(writes ? guestB : guestA, "walkChain(head: \(le16(input, 3)))")
+    } else if segs.count > SegmentList.capacity {
+        fail("refused chain left \(segs.count) segments")
+    }
+
+    guard control & 4 != 0 else { return 0 }
+    // Two polls: the second sees what the first left.
+    for round in 0..<2 {
+        let before = (countersA.map(\.value), countersB.map(\.value))
+        let srcLast = srcQueue.state.pointee.lastAvail, srcUsed = srcQueue.state.pointee.usedIdx
+        let dstLast = dstQueue.state.pointee.lastAvail, dstUsed = dstQueue.state.pointee.usedIdx
+        let taken = link.poll()
+        let d = { (c: [StatsCounter], b: [UInt64], i: Int) in c[i].value &- b[i] }
+        let rx = d(countersA, before.0, 0), badDesc = d(countersA, before.0, 4), badLen = d(countersA, before.0, 7)
+        let tx = d(countersB, before.1, 2), noBuf = d(countersB, before.1, 5)
+        if verbose {
+            print("poll \(round): took \(taken) rx \(rx) tx \(tx) bad_desc \(badDesc) bad_length \(badLen) no_rx_buffer \(noBuf)")
+        }
+        guard taken >= 0, taken <= P2PDirection.burst else { fail("round \(round): poll took \(taken)") }
+        guard srcQueue.state.pointee.lastAvail == srcLast &+ UInt16(taken) else { fail("round \(round): source last_avail") }
+        guard rx + badDesc + badLen == UInt64(taken) else {
+            fail("round \(round): took \(taken) but rx \(rx) + bad_desc \(badDesc) + bad_length \(badLen)")
+        }
+        guard tx + noBuf == rx else { fail("round \(round): rx \(rx) != tx \(tx) + no_rx_buffer \(noBuf)") }
+        let srcPushed = Int(srcQueue.state.pointee.usedIdx &- srcUsed)
+        guard srcPushed <= taken else { fail("round \(round): \(srcPushed) source used entries for \(taken) taken") }
+        let dstTaken = Int(dstQueue.state.pointee.lastAvail &- dstLast)
+        let dstPushed = Int(dstQueue.state.pointee.usedIdx &- dstUsed)
+        guard dstPushed <= dstTaken, dstTaken <= Int(dstQueue.state.pointee.size) else {
+            fail("round \(round): destination pushed \(dstPushed) used entries, consumed \(dstTaken)")
+        }
+        if strict && dstPushed > 0 {
+            // Every id given back must be a head the guest made available in the consumed slots.
+            let dst = dstQueue.state.pointee
+            var offered: [UInt32] = (0..<dstTaken).map { i in
+                UInt32(dst.avail!.load(fromByteOffset: 4 + Int((dstLast &+ UInt16(i)) & dst.mask) * 2, as: UInt16.self))
+            }
+            for k in 0..<dstPushed {
+                let id = dst.used!.load(fromByteOffset: 4 + Int((dstUsed &+ UInt16(k)) & dst.mask) * 8, as: UInt32.self)
+                guard let at = offered.firstIndex(of: id) else { fail("round \(round): RX chain \(id) returned but not offered (or twice)") }
+                offered.remove(at: at)
+            }
+        }
+        if taken == 0 { break }
+    }
+    return 0
+}
