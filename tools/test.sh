@@ -12,7 +12,7 @@ grep -E "warning:|Build complete" "$log" | sort -u | tail -20 || true
 # The system tests run the binaries this build made.
 export SLUICE_BIN_DIR="$PWD/.build/debug"
 set +e
-swift test --skip-build 2>&1 | tee .build/test-output.txt | grep -vE "^Test Case '.*' (started|passed)"
+swift test --skip-build --disable-swift-testing 2>&1 | tee .build/test-output.txt | grep -vE "^Test Case '.*' (started|passed)"
 status=${PIPESTATUS[0]}
 set -e
 if [ "$status" -ne 0 ]; then echo "swift test failed ($status)"; exit "$status"; fi
@@ -20,4 +20,10 @@ if [ -x tools/fuzz/run.sh ]; then
   FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
   bash tools/fuzz/run.sh "$FUZZ_SECONDS" || { echo "fuzzing found a crash"; exit 1; }
 fi
-grep -E "Executed [0-9]+ tests" .build/test-output.txt | tail -1
+# One plain closing line: N passed, N failed, N skipped (from XCTest's summary).
+summary=$(grep -E "Executed [0-9]+ tests?, with" .build/test-output.txt | tail -1)
+total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
+skipped=$(echo "$summary" | grep -oE '[0-9]+ tests? skipped' | grep -oE '^[0-9]+' || echo 0)
+failed=$(echo "$summary" | grep -oE '[0-9]+ failures?' | grep -oE '^[0-9]+' || echo 0)
+echo "$((total - skipped - failed)) passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

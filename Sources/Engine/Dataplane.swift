@@ -62,7 +62,7 @@ public final class Dataplane {
                     idleCycles: try counter("worker.\(n).idle_cycles", slot: n),
                     busyPackets: try counter("worker.\(n).busy_packets", slot: n))
                 workers.append(try Worker(id: n, cpu: cpu, policy: options.idlePolicy,
-                                          counters: counters, mempoolCache: mempool.cache(n)))
+                                          counters: counters, mempool: mempool))
             }
             try buildPorts()
         } catch let e as EngineError {

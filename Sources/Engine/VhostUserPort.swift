@@ -91,6 +91,7 @@ final class VhostUserPort {
         guard let conn = connection else { return }
         switch conn.service() {
         case .handled(let failure):
+            logger.trace("port \(config.name): \(VhostUserRequest.describe(conn.lastRequest))")
             if let failure {
                 refusedMessages.increment()
                 logger.warning("port \(config.name): refused \(failure)")

@@ -26,16 +26,19 @@ public final class Worker: @unchecked Sendable {
     /// Owned by the worker thread; see the type comment.
     var pollList = PollList()
     let mempoolCache: MempoolCache
+    /// Keeps the pool (and so `mempoolCache`'s memory) alive as long as the worker.
+    private let mempool: Mempool
     private var thread: OSThread?
     /// Set when pinning failed (reported by the control thread after start).
     nonisolated(unsafe) private(set) var pinError: SystemError?
 
-    init(id: Int, cpu: Int, policy: IdlePolicy, counters: WorkerCounters, mempoolCache: MempoolCache) throws(SystemError) {
+    init(id: Int, cpu: Int, policy: IdlePolicy, counters: WorkerCounters, mempool: Mempool) throws(SystemError) {
         self.id = id
         self.cpu = cpu
         self.policy = policy
         self.counters = counters
-        self.mempoolCache = mempoolCache
+        self.mempool = mempool
+        self.mempoolCache = mempool.cache(id)
         wakeFD = try EventFD.create()
         epoll = try Epoll()
         try epoll.add(wakeFD, token: UInt64.max)

@@ -35,7 +35,9 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
     }
 
     /// Move up to one burst. Returns the number of frames taken from `src`.
-    @inlinable
+    /// Always inlined into the worker's poll loop: as a call, the 168-byte value would be
+    /// copied out of the poll list on every turn.
+    @inlinable @inline(__always)
     public func poll() -> Int {
         let src = self.src, dst = self.dst
         guard src.isLive else { return 0 }

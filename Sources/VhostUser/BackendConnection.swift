@@ -15,6 +15,9 @@ public final class VhostUserBackendConnection: @unchecked Sendable {
         case protocolError(String)
     }
 
+    /// The request code of the last message handled (for debug logs).
+    public private(set) var lastRequest: UInt32 = 0
+
     public init(fd: Int32, device: VhostNetDevice) {
         channel = VhostUserChannel(fd: fd)
         device.reset()
@@ -30,6 +33,7 @@ public final class VhostUserBackendConnection: @unchecked Sendable {
             return .protocolError(error.description)
         }
         guard let (header, message) = received else { return .closed }
+        lastRequest = header.request
         let outcome = device.handle(message)
         do {
             switch outcome {

@@ -67,7 +67,7 @@ final class WorkerTests: XCTestCase {
         func c(_ n: String) throws -> StatsCounter { stats.counter(try stats.register(n), slot: 0) }
         let counters = WorkerCounters(loops: try c("loops"), busyCycles: try c("busy"), idleCycles: try c("idle"), busyPackets: try c("pkts"))
         let pool = try Mempool(name: "w", count: 64, caches: 1, policy: .off)
-        return try Worker(id: 0, cpu: CPUInfo.onlineCPUs().min()!, policy: policy, counters: counters, mempoolCache: pool.cache(0))
+        return try Worker(id: 0, cpu: CPUInfo.onlineCPUs().min()!, policy: policy, counters: counters, mempool: pool)
     }
 
     private func statsPath() -> String { "/tmp/sluice-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).stats" }

@@ -192,12 +192,12 @@ final class BackendNetDeviceTests: XCTestCase {
         XCTAssertFailed(d.handle(.setMemTable(regions, fds: fds)))
         XCTAssertEqual(d.memory.regionCount, 0, "a refused table leaves nothing mapped")
         for fd in fds { XCTAssertFalse(Backend.isOpen(fd), "fd \(fd) closed") }
-        XCTAssertEqual(Backend.openFDCount(), before)
+        XCTAssertLessThanOrEqual(Backend.openFDCount(), before, "an fd leaked")
         // Identical ranges, and one region inside another.
         fds = [try Backend.memfd(1 << 20), try Backend.memfd(1 << 20)]
         XCTAssertFailed(d.handle(.setMemTable([Backend.region(gpa: 0x10_0000, size: 1 << 20),
                                                Backend.region(gpa: 0x14_0000, size: 4096, user: Backend.userBase + (1 << 24))], fds: fds)))
-        XCTAssertEqual(Backend.openFDCount(), before)
+        XCTAssertLessThanOrEqual(Backend.openFDCount(), before, "an fd leaked")
     }
 
     func testTooManyRegionsAreRefusedAndFdsClosed() throws {
@@ -207,7 +207,7 @@ final class BackendNetDeviceTests: XCTestCase {
         let regions = (0..<3).map { Backend.region(gpa: UInt64($0) << 20, size: 4096, user: Backend.userBase + (UInt64($0) << 20)) }
         XCTAssertFailed(d.handle(.setMemTable(regions, fds: fds)))
         XCTAssertEqual(d.memory.regionCount, 0)
-        XCTAssertEqual(Backend.openFDCount(), before)
+        XCTAssertLessThanOrEqual(Backend.openFDCount(), before, "an fd leaked")
         // ADD_MEM_REG past the limit too.
         for i in 0..<2 {
             XCTAssertDone(d.handle(.addMemReg(Backend.region(gpa: UInt64(i) << 20, size: 4096, user: Backend.userBase + (UInt64(i) << 20)),
@@ -230,7 +230,7 @@ final class BackendNetDeviceTests: XCTestCase {
             XCTAssertFalse(Backend.isOpen(fd))
             XCTAssertEqual(d.memory.regionCount, 0)
         }
-        XCTAssertEqual(Backend.openFDCount(), before)
+        XCTAssertLessThanOrEqual(Backend.openFDCount(), before, "an fd leaked")
         // Exactly the fd's size is fine, at an offset too.
         XCTAssertDone(d.handle(.setMemTable([Backend.region(size: 32 * 1024, offset: 32 * 1024)], fds: [try Backend.memfd(64 * 1024)])))
         XCTAssertNotNil(d.memory.table.translate(32 * 1024 - 1, 1))
@@ -303,7 +303,7 @@ final class BackendNetDeviceTests: XCTestCase {
         XCTAssertFailed(d.handle(.setLogFD(fd: b)))
         XCTAssertFalse(Backend.isOpen(a))
         XCTAssertFalse(Backend.isOpen(b))
-        XCTAssertEqual(Backend.openFDCount(), before)
+        XCTAssertLessThanOrEqual(Backend.openFDCount(), before, "an fd leaked")
     }
 
     func testUnsupportedMessagesCloseTheirFds() throws {
@@ -323,7 +323,7 @@ final class BackendNetDeviceTests: XCTestCase {
             XCTAssertFailed(d.handle(m), "\(m.requestCode)")
             for fd in fds { XCTAssertFalse(Backend.isOpen(fd), "request \(m.requestCode): fd \(fd) closed") }
         }
-        XCTAssertEqual(Backend.openFDCount(), before)
+        XCTAssertLessThanOrEqual(Backend.openFDCount(), before, "an fd leaked")
     }
 
     // MARK: Reset
@@ -359,6 +359,6 @@ final class BackendNetDeviceTests: XCTestCase {
     func testDeviceDeinitReleasesEverything() throws {
         let before = Backend.openFDCount()
         do { _ = try RunningDevice() }
-        XCTAssertEqual(Backend.openFDCount(), before)
+        XCTAssertLessThanOrEqual(Backend.openFDCount(), before, "an fd leaked")
     }
 }

@@ -128,7 +128,7 @@ final class MessageChannelTests: XCTestCase {
             front.close()
             assertProtocolError(.truncated, "after 10 of 72 payload bytes") { try back.receive() }
         }
-        XCTAssertEqual(openFDCount(), before)
+        XCTAssertLessThanOrEqual(openFDCount(), before, "an fd leaked")
     }
 
     func testMoreThan32FDsIsRejectedAndClosed() throws {
@@ -142,7 +142,7 @@ final class MessageChannelTests: XCTestCase {
             fds.forEach { close($0) }
             assertProtocolError(.tooManyFileDescriptors) { try back.receive() }
         }
-        XCTAssertEqual(openFDCount(), before)
+        XCTAssertLessThanOrEqual(openFDCount(), before, "an fd leaked")
     }
 
     func testRejectedMessageOverTheChannelLeaksNoFD() throws {
@@ -155,7 +155,7 @@ final class MessageChannelTests: XCTestCase {
             close(kick)
             assertProtocolError(.fileDescriptorCount, "GET_FEATURES") { try back.receiveMessage() }
         }
-        XCTAssertEqual(openFDCount(), before)
+        XCTAssertLessThanOrEqual(openFDCount(), before, "an fd leaked")
     }
 
     func testStalledPeerTimesOut() throws {

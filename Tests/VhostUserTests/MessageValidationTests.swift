@@ -229,6 +229,6 @@ final class MessageValidationTests: XCTestCase {
             // Unknown request with fds: accepted as a value, fds closed.
             XCTAssertEqual(try? decode(77, [1, 2], fdCount: 4), .unknown(77))
         }
-        XCTAssertEqual(openFDCount(), before)
+        XCTAssertLessThanOrEqual(openFDCount(), before, "an fd leaked")
     }
 }

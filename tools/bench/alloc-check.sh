@@ -24,7 +24,7 @@
 # where a poll is one direction polled once (sluice: a P2PDirection.poll call;
 # testpmd: an rte_vhost_dequeue_burst call).
 #
-# Environment: WINDOW=5 IDLE=3 WARMUP=5 (seconds of valgrind time), SIZE=64,
+# Environment: WINDOW=10 IDLE=3 WARMUP=5 (seconds of valgrind time), SIZE=64,
 #   DPDK=1, DUT_CPU=1 GEN_CPU=0, SLUICE_BIN_DIR (default: swift build -c release),
 #   KEEP_LOGS=1 keeps the work directory (callgrind files included).
 # Exit: 0 report written (whatever the counts), 1 error, 77 a tool is missing.
@@ -32,7 +32,7 @@
 set -u
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="${1:-$root/tools/bench/results-alloc.md}"
-WINDOW=${WINDOW:-5}; IDLE=${IDLE:-3}; WARMUP=${WARMUP:-5}; SIZE=${SIZE:-64}; DPDK=${DPDK:-1}
+WINDOW=${WINDOW:-10}; IDLE=${IDLE:-3}; WARMUP=${WARMUP:-5}; SIZE=${SIZE:-64}; DPDK=${DPDK:-1}
 DUT_CPU=${DUT_CPU:-1}; GEN_CPU=${GEN_CPU:-0}
 for t in dpdk-testpmd valgrind callgrind_control callgrind_annotate python3 objcopy; do
     command -v "$t" >/dev/null || { echo "SKIP: $t not found (apt-get install -y dpdk valgrind python3 binutils)"; exit 77; }
@@ -142,16 +142,18 @@ start_gen() {
     echo "set txpkts $SIZE" >&3; echo "set fwd io" >&3; echo "start tx_first 1" >&3
 }
 
-# measure NAME sample-before sample-after: busy window, then idle window
-#   sample-* are commands run inside the window (after zero / before dump)
+# measure OUTER-BEFORE INNER-BEFORE INNER-AFTER OUTER-AFTER: busy window, then idle window.
+#   The hooks sample the DUT's counters just outside and just inside the callgrind window
+#   (callgrind_control takes ~0.1 s; over WINDOW seconds the two differ by a few %).
 measure() {
-    local name=$1 before=$2 after=$3
     sleep "$WARMUP"
-    callgrind_control --zero "$DUT_PID" >/dev/null; sleep 0.2
-    $before
+    $1
+    callgrind_control --zero "$DUT_PID" >/dev/null
+    $2
     sleep "$WINDOW"
-    $after; sleep 0.2
+    $3
     callgrind_control --dump=busy "$DUT_PID" >/dev/null
+    $4
     echo "stop" >&3; sleep 1
     callgrind_control --zero "$DUT_PID" >/dev/null
     sleep "$IDLE"
@@ -164,11 +166,11 @@ $SLUICE_CMD >"$work/sluice.log" 2>&1 &
 DUT_PID=$!
 wait_for 120 dut_up || { echo "sluice did not start under valgrind" >&2; tail "$work/sluice.log" >&2; exit 1; }
 start_gen sluice || exit 1
-sluice_before() { "$STAT" --instance "$instance" --json >"$work/sluice.s0.json"; }
-sluice_after() { "$STAT" --instance "$instance" --json >"$work/sluice.s1.json"; }
-measure sluice sluice_before sluice_after
+sample() { "$STAT" --instance "$instance" --json >"$work/sluice.$1.json"; }
+measure "sample o0" "sample s0" "sample s1" "sample o1"
 stop_all
 s_packets=$(( $(stat_value "$work/sluice.s1.json" worker.0.busy_packets) - $(stat_value "$work/sluice.s0.json" worker.0.busy_packets) ))
+s_outer=$(( $(stat_value "$work/sluice.o1.json" worker.0.busy_packets) - $(stat_value "$work/sluice.o0.json" worker.0.busy_packets) ))
 s_fwd=$(( $(stat_value "$work/sluice.s1.json" port.p0.tx_packets) + $(stat_value "$work/sluice.s1.json" port.p1.tx_packets) \
         - $(stat_value "$work/sluice.s0.json" port.p0.tx_packets) - $(stat_value "$work/sluice.s0.json" port.p1.tx_packets) ))
 
@@ -183,9 +185,9 @@ if [ "$DPDK" = 1 ]; then
     echo "start" >&4
     wait_for 120 dut_up || { echo "testpmd did not start under valgrind" >&2; tail "$work/dpdk.log" >&2; exit 1; }
     start_gen dpdk || exit 1
-    dpdk_before() { echo "clear fwd stats all" >&4; sleep 0.2; }
-    dpdk_after() { echo "show fwd stats all" >&4; }
-    measure dpdk dpdk_before dpdk_after
+    dpdk_before() { echo "clear fwd stats all" >&4; }
+    dpdk_after() { echo "show fwd stats all" >&4; sleep 0.1; }
+    measure : dpdk_before dpdk_after :
     stop_all
     d_packets=$(awk '/Accumulated forward statistics/ {getline; print $2; exit}' "$work/dpdk.log")
 fi
@@ -288,7 +290,10 @@ demangle() { if command -v swift >/dev/null; then swift demangle --simplified 2>
     echo "sluice $(cd "$root" && git rev-parse --short HEAD 2>/dev/null) + work tree (binary from \`$bindir\`);"
     echo "${SIZE}-byte frames looped by testpmd (\`set fwd io\`, \`start tx_first 1\`) through the DUT;"
     echo "busy window ${WINDOW} s and idle window ${IDLE} s of valgrind time after ${WARMUP} s of warm-up."
-    echo "Sluice frames forwarded in the busy window (port tx_packets, both ports): $s_fwd."
+    echo "Sluice frames forwarded in the busy window (port tx_packets, both ports): $s_fwd; frames taken"
+    echo "between samples just inside the callgrind window: $s_packets, just outside it: $s_outer"
+    echo "(per-packet figures use the inside count, so they may be high by the difference)."
+    echo "testpmd's packets come from \`clear fwd stats all\` / \`show fwd stats all\` sent just inside its window."
     echo
     demangle <"$work/analysis.md"
     echo
