@@ -96,7 +96,10 @@ public struct IndexRing: @unchecked Sendable, BitwiseCopyable {
             if sl_cas_u32(headPtr, &expected, head &+ n) { break }
         } while true
         let slots = slotBase
-        for i in 0..<n { slots[Int((head &+ i) & mask)] = src[Int(i)] }
+        let at = Int(head & mask), count = Int(n)
+        let first = min(count, Int(capacity) &- at)
+        for i in 0..<first { slots[at &+ i] = src[i] }
+        for i in first..<count { slots[i &- first] = src[i] }
         if multiProducer {
             // Earlier producers must publish first, so prod.tail only ever covers written slots.
             var turns: UInt32 = 0
@@ -147,7 +150,10 @@ public struct IndexRing: @unchecked Sendable, BitwiseCopyable {
             if sl_cas_u32(headPtr, &expected, head &+ n) { break }
         } while true
         let slots = slotBase
-        for i in 0..<n { dst[Int(i)] = slots[Int((head &+ i) & mask)] }
+        let at = Int(head & mask), count = Int(n)
+        let first = min(count, Int(capacity) &- at)
+        for i in 0..<first { dst[i] = slots[at &+ i] }
+        for i in first..<count { dst[i] = slots[i &- first] }
         if multiConsumer {
             var turns: UInt32 = 0
             while sl_load_relaxed_u32(tailPtr) != head { sl_spin_wait(&turns) }

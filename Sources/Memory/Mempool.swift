@@ -80,14 +80,15 @@ public struct MempoolCache: @unchecked Sendable, BitwiseCopyable {
     public func alloc(_ dst: UnsafeMutablePointer<UInt32>, _ n: Int) -> Int {
         var have = Int(storage[0])
         let entries = storage + 1
-        if have < n {
+        if _slowPath(have < n) {
             // Refill to `size` (plus what this request needs) in one ring operation.
             have += pool.ring.dequeueBurst(entries + have, Self.size + n - have)
         }
         let take = n <= have ? n : have
         // Hand out from the top of the stack (most recently freed: warm in cache).
-        for i in 0..<take { dst[i] = entries[have - 1 - i] }
-        sl_store_relaxed_u32(storage, UInt32(have - take))
+        let top = have &- 1
+        for i in 0..<take { dst[i] = entries[top &- i] }
+        sl_store_relaxed_u32(storage, UInt32(truncatingIfNeeded: have &- take))
         return take
     }
 
@@ -100,15 +101,27 @@ public struct MempoolCache: @unchecked Sendable, BitwiseCopyable {
     /// Return `n` buffers.
     @inlinable
     public func free(_ src: UnsafePointer<UInt32>, _ n: Int) {
+        let have = Int(storage[0])
+        if _fastPath(have &+ n < Self.size &* 2) {
+            let entries = storage + 1
+            for j in 0..<n { entries[have &+ j] = src[j] }
+            sl_store_relaxed_u32(storage, UInt32(truncatingIfNeeded: have &+ n))
+            return
+        }
+        freeSlow(src, n)
+    }
+
+    @inline(never) @usableFromInline
+    func freeSlow(_ src: UnsafePointer<UInt32>, _ n: Int) {
         var have = Int(storage[0])
         let entries = storage + 1
         var i = 0
         while i < n {
             let room = Self.size * 2 - have
             let chunk = n - i <= room ? n - i : room
-            for j in 0..<chunk { entries[have + j] = src[i + j] }
-            have += chunk
-            i += chunk
+            for j in 0..<chunk { entries[have &+ j] = src[i &+ j] }
+            have &+= chunk
+            i &+= chunk
             if have >= Self.size * 2 || (i < n) {
                 // Flush the older half back to the shared ring.
                 let flushed = pool.ring.enqueueBurst(entries, Self.size)

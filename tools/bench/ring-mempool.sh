@@ -222,9 +222,11 @@ def stats(samples, key):
     return statistics.median(vals), min(vals), max(vals)
 
 def fmt(v, big):
-    if big:
-        return f"{v / 1e6:.0f}M" if v >= 1e7 else f"{v / 1e6:.1f}M"
-    return f"{v:.1f}"
+    if not big:
+        return f"{v:.1f}"
+    if v >= 1e7:
+        return f"{v / 1e6:.0f}M"
+    return f"{v / 1e6:.1f}M" if v >= 1e6 else f"{v / 1e3:.0f}k"
 
 def cell(st, big):
     if st is None:
