@@ -137,6 +137,8 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
             dst.publishUsed()
             dst.notifyIfNeeded()
         }
+        // The receiver need not kick us when it posts RX buffers: we look at them every burst.
+        dst.suppressKicks()
         srcCounters.rxPackets.add(UInt64(rxPackets))
         srcCounters.rxBytes.add(UInt64(rxBytes))
         dstCounters.txPackets.add(UInt64(txPackets))
@@ -160,6 +162,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
             if head < size { src.pushUsed(id: head, len: 0) }
         }
         src.consume(n)
+        src.suppressKicks()
         src.publishUsed()
         src.notifyIfNeeded()
         dstCounters.dropLinkDown.add(UInt64(n))

@@ -224,7 +224,7 @@ one_sample() {
     if [ "$dut" = A ]; then quit_testpmd "$DUT_PID" 4; else stop_pid "$DUT_PID"; fi
     DUT_PID=""
 
-    local dt gen_mpps cycles dut_mpps drops dut_cpu gen_cpu hz
+    local dt gen_mpps cycles dut_mpps drops dut_cpu gen_cpu hz per_loop=""
     hz=$(getconf CLK_TCK)
     dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
     # The last two Rx-pps lines are the window's rates of port 0 and port 1.
@@ -248,6 +248,11 @@ one_sample() {
         dut_mpps=$(awk -v a0="$(stat_value "$s0" port.p0.tx_packets)" -v a1="$(stat_value "$s1" port.p0.tx_packets)" \
                        -v b0="$(stat_value "$s0" port.p1.tx_packets)" -v b1="$(stat_value "$s1" port.p1.tx_packets)" -v t="$dt" \
                        'BEGIN {printf "%.3f", ((a1 - a0) + (b1 - b0)) / t / 1e6}')
+        # Frames per turn of the worker loop (all turns, idle ones included): small batches
+        # mean the fixed cost of a poll (ring index cache misses, rdtsc, counters) dominates.
+        per_loop=$(awk -v p0="$(stat_value "$s0" worker.0.busy_packets)" -v p1="$(stat_value "$s1" worker.0.busy_packets)" \
+                       -v l0="$(stat_value "$s0" worker.0.loops)" -v l1="$(stat_value "$s1" worker.0.loops)" \
+                       'BEGIN {if (l1 > l0) printf "%.1f", (p1 - p0) / (l1 - l0); else print "NA"}')
         drops=$(for k in port.p0.drop.no_rx_buffer port.p1.drop.no_rx_buffer port.p0.drop.bad_desc port.p1.drop.bad_desc \
                           port.p0.drop.bad_length port.p1.drop.bad_length port.p0.drop.link_down port.p1.drop.link_down; do
                     echo "$(stat_value "$s0" "$k") $(stat_value "$s1" "$k")"; done | awk '{s += $2 - $1} END {print s}')
@@ -255,7 +260,7 @@ one_sample() {
     dut_cpu=$(awk -v a="$d0" -v b="$d1" -v t="$dt" -v hz="$hz" 'BEGIN {printf "%.0f", (b - a) / hz / t * 100}')
     gen_cpu=$(awk -v a="$g0" -v b="$g1" -v t="$dt" -v hz="$hz" 'BEGIN {printf "%.0f", (b - a) / hz / t * 100}')
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$dut" "$mode" "$size" "${gen_mpps:-NA}" "${cycles:-NA}" \
-        "${dut_mpps:-NA}" "${drops:-NA}" "$dut_cpu" "$gen_cpu" "$(cut -d' ' -f1 /proc/loadavg)" "${fbytes:-NA}" >>"$work/samples.tsv"
+        "${dut_mpps:-NA}" "${drops:-NA}" "$dut_cpu" "$gen_cpu" "$(cut -d' ' -f1 /proc/loadavg)" "${fbytes:-NA}" "${per_loop:--}" >>"$work/samples.tsv"
     printf '  %-7s DUT %s %-7s %4s B: %s Mpps, %s cycles/pkt (DUT-side %s Mpps, drops %s, DUT cpu %s%%, gen cpu %s%%)\n' \
         "$id" "$dut" "$mode" "$size" "${gen_mpps:-NA}" "${cycles:-NA}" "${dut_mpps:-NA}" "${drops:-NA}" "$dut_cpu" "$gen_cpu" >&2
 }
@@ -333,11 +338,12 @@ elapsed=$(( $(date +%s) - t_start ))
     echo "## Raw samples"
     echo
     echo "DUT-side Mpps: frames the DUT forwarded in the window by its own counters; drops: frames the"
-    echo "DUT took in but could not place (testpmd TX-dropped; sluice drop.* counters)."
+    echo "DUT took in but could not place (testpmd TX-dropped; sluice drop.* counters). frames/loop (sluice"
+    echo "only): Δworker.0.busy_packets / Δworker.0.loops, the average batch per turn of the worker loop."
     echo
-    echo "| DUT | mode | size | bytes/frame | gen Mpps | cycles/pkt | DUT-side Mpps | DUT drops | DUT cpu % | gen cpu % | load1 |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk -F'\t' '{n = ($1 == "A") ? "A dpdk" : "B sluice"; printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, $2, $3, $11, $4, $5, $6, $7, $8, $9, $10}' "$work/samples.tsv"
+    echo "| DUT | mode | size | bytes/frame | gen Mpps | cycles/pkt | DUT-side Mpps | DUT drops | DUT cpu % | gen cpu % | load1 | frames/loop |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' '{n = ($1 == "A") ? "A dpdk" : "B sluice"; printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, $2, $3, $11, $4, $5, $6, $7, $8, $9, $10, $12}' "$work/samples.tsv"
     echo
     echo "## Commands"
     echo
