@@ -70,8 +70,13 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         var rxPackets = 0, rxBytes = 0, txPackets = 0, txBytes = 0
         var badDesc = 0, noBuffer = 0, badLength = 0, dstBad = 0
 
+        if n > 0 { src.prefetchFirstBuffer(head: src.availHead(0), forWrite: false) }
+        if m > 0 { dst.prefetchFirstBuffer(head: dst.availHead(0), forWrite: true) }
         for i in 0..<n {
             let head = src.availHead(i)
+            // One frame ahead: the next frame's bytes and the next RX buffer load while this one is copied.
+            if i &+ 1 < n { src.prefetchFirstBuffer(head: src.availHead(i &+ 1), forWrite: false) }
+            if dstTaken &+ 1 < dstAvail { dst.prefetchFirstBuffer(head: dst.availHead(dstTaken &+ 1), forWrite: true) }
             if head >= srcSize { badDesc &+= 1; continue }   // not a descriptor: nothing to return
             if src.walkChain(head: head, deviceWrites: false, into: srcSegs) != .none {
                 badDesc &+= 1
@@ -86,10 +91,6 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
             }
             rxPackets &+= 1
             rxBytes &+= frameLen
-            // The frame's first lines load while we walk the receiver's chain.
-            let first = srcSegs.pointer(0)
-            sl_prefetch(first)
-            if srcSegs.length(0) > 64 { sl_prefetch(first + 64) }
             let need = hB + frameLen
             var placed = false
             while dstTaken < dstAvail {
@@ -102,7 +103,6 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
                     continue
                 }
                 if dstSegs.totalLength >= need {
-                    sl_prefetch_w(dstSegs.pointer(0))
                     copyFrame(srcSegs, dstSegs, hA: hA, hB: hB, frameLen: frameLen, numBuffers: 1, passCsum: passCsum)
                     dst.pushUsed(id: dHead, len: UInt32(need))
                     dstTaken &+= 1

@@ -1,3 +1,5 @@
+import CSluice
+
 /// Host-side view of one descriptor chain: up to `capacity` (pointer, length)
 /// segments. The storage is scratch memory allocated once per poll entry (owned by
 /// the one worker that polls it), so walking a chain never allocates or copies.
@@ -108,6 +110,24 @@ extension Virtqueue {
             if flags & VringDescFlag.next == 0 { return .none }
             idx = UInt32(next)
         }
+    }
+}
+
+extension Virtqueue {
+    /// Start loading the first buffer of the chain at `head` (a hint: no checks beyond
+    /// translation, nothing followed). Lets the next frame's data arrive while the
+    /// current one is copied.
+    @inlinable
+    public func prefetchFirstBuffer(head: UInt16, forWrite: Bool) {
+        let s = state
+        guard head < s.pointee.size, let mem = s.pointee.memory else { return }
+        let d = s.pointee.desc.unsafelyUnwrapped + Int(head) &* 16
+        let flags = d.loadUnaligned(fromByteOffset: 12, as: UInt16.self)
+        if flags & VringDescFlag.indirect != 0 { return }
+        let len = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+        guard let p = mem.translate(d.loadUnaligned(as: UInt64.self), len < 128 ? len : 128) else { return }
+        if forWrite { sl_prefetch_w(p) } else { sl_prefetch(p) }
+        if len > 64 { if forWrite { sl_prefetch_w(p + 64) } else { sl_prefetch(p + 64) } }
     }
 }
 
