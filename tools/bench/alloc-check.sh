@@ -20,11 +20,12 @@
 #
 # Instructions per forwarded packet, net of empty polls (deterministic, unlike
 # wall-clock rates on a shared machine):
-#     (Ir_busy - polls_busy * Ir_idle / polls_idle) / packets
-# where a poll is one direction polled once (sluice: a P2PDirection.poll call;
-# testpmd: an rte_vhost_dequeue_burst call).
+#     (Ir_busy - turns_busy * Ir_idle / turns_idle) / packets
+# where a turn is one pass of the forwarding loop over both directions (sluice: the
+# worker.0.loops counter, sampled inside each window; testpmd: rte_vhost_dequeue_burst
+# calls / 2, one per stream).
 #
-# Environment: WINDOW=10 IDLE=3 WARMUP=5 (seconds of valgrind time), SIZE=64,
+# Environment: WINDOW=10 IDLE=5 WARMUP=5 (seconds of valgrind time), SIZE=64,
 #   DPDK=1, DUT_CPU=1 GEN_CPU=0, SLUICE_BIN_DIR (default: swift build -c release),
 #   KEEP_LOGS=1 keeps the work directory (callgrind files included).
 # Exit: 0 report written (whatever the counts), 1 error, 77 a tool is missing.
@@ -32,7 +33,7 @@
 set -u
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="${1:-$root/tools/bench/results-alloc.md}"
-WINDOW=${WINDOW:-10}; IDLE=${IDLE:-3}; WARMUP=${WARMUP:-5}; SIZE=${SIZE:-64}; DPDK=${DPDK:-1}
+WINDOW=${WINDOW:-10}; IDLE=${IDLE:-5}; WARMUP=${WARMUP:-5}; SIZE=${SIZE:-64}; DPDK=${DPDK:-1}
 DUT_CPU=${DUT_CPU:-1}; GEN_CPU=${GEN_CPU:-0}
 for t in dpdk-testpmd valgrind callgrind_control callgrind_annotate python3 objcopy; do
     command -v "$t" >/dev/null || { echo "SKIP: $t not found (apt-get install -y dpdk valgrind python3 binutils)"; exit 77; }
@@ -142,9 +143,10 @@ start_gen() {
     echo "set txpkts $SIZE" >&3; echo "set fwd io" >&3; echo "start tx_first 1" >&3
 }
 
-# measure OUTER-BEFORE INNER-BEFORE INNER-AFTER OUTER-AFTER: busy window, then idle window.
-#   The hooks sample the DUT's counters just outside and just inside the callgrind window
-#   (callgrind_control takes ~0.1 s; over WINDOW seconds the two differ by a few %).
+# measure OUTER-BEFORE INNER-BEFORE INNER-AFTER OUTER-AFTER [IDLE-BEFORE IDLE-AFTER]:
+#   busy window, then idle window. The hooks sample the DUT's counters just outside and
+#   just inside the callgrind windows (callgrind_control takes ~0.1 s; over WINDOW
+#   seconds the two differ by a few %).
 measure() {
     sleep "$WARMUP"
     $1
@@ -156,7 +158,9 @@ measure() {
     $4
     echo "stop" >&3; sleep 1
     callgrind_control --zero "$DUT_PID" >/dev/null
+    ${5:-:}
     sleep "$IDLE"
+    ${6:-:}
     callgrind_control --dump=idle "$DUT_PID" >/dev/null
 }
 
@@ -167,10 +171,12 @@ DUT_PID=$!
 wait_for 120 dut_up || { echo "sluice did not start under valgrind" >&2; tail "$work/sluice.log" >&2; exit 1; }
 start_gen sluice || exit 1
 sample() { "$STAT" --instance "$instance" --json >"$work/sluice.$1.json"; }
-measure "sample o0" "sample s0" "sample s1" "sample o1"
+measure "sample o0" "sample s0" "sample s1" "sample o1" "sample i0" "sample i1"
 stop_all
 s_packets=$(( $(stat_value "$work/sluice.s1.json" worker.0.busy_packets) - $(stat_value "$work/sluice.s0.json" worker.0.busy_packets) ))
 s_outer=$(( $(stat_value "$work/sluice.o1.json" worker.0.busy_packets) - $(stat_value "$work/sluice.o0.json" worker.0.busy_packets) ))
+s_turns=$(( $(stat_value "$work/sluice.s1.json" worker.0.loops) - $(stat_value "$work/sluice.s0.json" worker.0.loops) ))
+s_turns_idle=$(( $(stat_value "$work/sluice.i1.json" worker.0.loops) - $(stat_value "$work/sluice.i0.json" worker.0.loops) ))
 s_fwd=$(( $(stat_value "$work/sluice.s1.json" port.p0.tx_packets) + $(stat_value "$work/sluice.s1.json" port.p1.tx_packets) \
         - $(stat_value "$work/sluice.s0.json" port.p0.tx_packets) - $(stat_value "$work/sluice.s0.json" port.p1.tx_packets) ))
 
@@ -208,10 +214,10 @@ d_busy=""; d_idle=""
 [ "$DPDK" = 1 ] && { d_busy=$(pick "$work/dpdk.cg" busy); d_idle=$(pick "$work/dpdk.cg" idle); }
 [ -n "$s_busy" ] && [ -n "$s_idle" ] || { echo "no sluice callgrind dumps in $work" >&2; KEEP_LOGS=1; exit 1; }
 
-python3 - "$s_busy" "$s_idle" "$s_packets" "$d_busy" "$d_idle" "${d_packets:-0}" >"$work/analysis.md" <<'EOF'
+python3 - "$s_busy" "$s_idle" "$s_packets" "$d_busy" "$d_idle" "${d_packets:-0}" "$s_turns" "$s_turns_idle" >"$work/analysis.md" <<'EOF'
 import re, sys, collections
-s_busy, s_idle, s_packets, d_busy, d_idle, d_packets = sys.argv[1:7]
-s_packets, d_packets = int(s_packets), int(d_packets)
+s_busy, s_idle, s_packets, d_busy, d_idle, d_packets, s_turns, s_turns_idle = sys.argv[1:9]
+s_packets, d_packets, s_turns, s_turns_idle = int(s_packets), int(d_packets), int(s_turns), int(s_turns_idle)
 WATCH = ["malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc",
          "swift_allocObject", "swift_deallocObject", "swift_slowAlloc", "swift_slowDealloc",
          "swift_retain", "swift_release", "swift_retain_n", "swift_release_n",
@@ -239,15 +245,13 @@ def parse(path):
 
 def per(v, d, f="{:.4f}"): return f.format(v / d) if d else "NA"
 
-def net(busy, idle, packets, poll_fn):
-    bt, bc, _ = parse(busy); it, ic, _ = parse(idle)
-    bp, ip = bc.get(poll_fn, 0), ic.get(poll_fn, 0)
-    idle_per_poll = it / ip if ip else float("nan")
-    netpp = (bt - bp * idle_per_poll) / packets if packets and ip else float("nan")
-    return dict(busy_ir=bt, busy_polls=bp, idle_ir=it, idle_polls=ip, idle_per_poll=idle_per_poll,
+def net(busy, idle, packets, bp, ip):
+    """bp, ip: loop turns in the busy and the idle window."""
+    bt = parse(busy)[0]; it = parse(idle)[0]
+    idle_per_turn = it / ip if ip else float("nan")
+    netpp = (bt - bp * idle_per_turn) / packets if packets and ip else float("nan")
+    return dict(busy_ir=bt, busy_turns=bp, idle_ir=it, idle_turns=ip, idle_per_turn=idle_per_turn,
                 gross=bt / packets if packets else float("nan"), net=netpp, packets=packets)
-
-SPOLL = "$s9Switching12P2PDirectionV4pollSiyF"
 total, calls, edges = parse(s_busy)
 print(f"### Sluice worker thread, busy window: {s_packets} packets taken (`worker.0.busy_packets`)\n")
 print("| callee (from Worker.run, inclusive) | calls | per packet |")
@@ -265,18 +269,22 @@ print("\nEvery call the worker thread made in the busy window (caller → callee
 for (a, b), n in edges.most_common(20):
     if n: print(f"- `{a}` → `{b}`: {n} ({per(n, s_packets, '{:.2f}')})")
 
-rows = [("Sluice p2p", net(s_busy, s_idle, s_packets, SPOLL), "`P2PDirection.poll` calls")]
+rows = [("Sluice p2p", net(s_busy, s_idle, s_packets, s_turns, s_turns_idle), "`worker.0.loops` sampled inside each window")]
 if d_busy and d_idle:
-    rows.append(("DPDK testpmd io", net(d_busy, d_idle, d_packets, "rte_vhost_dequeue_burst"), "`rte_vhost_dequeue_burst` calls"))
+    deq = "rte_vhost_dequeue_burst"
+    rows.append(("DPDK testpmd io", net(d_busy, d_idle, d_packets, parse(d_busy)[1].get(deq, 0) // 2,
+                 parse(d_idle)[1].get(deq, 0) // 2), f"`{deq}` calls / 2 (two streams)"))
 print("\n### Instructions per forwarded packet (callgrind Ir, DUT forwarding thread)\n")
-print("| DUT | packets | busy Ir | polls (busy) | idle Ir | polls (idle) | Ir per empty poll | Ir/packet gross | **Ir/packet net** |")
+print("| DUT | packets | busy Ir | loop turns (busy) | idle Ir | loop turns (idle) | Ir per empty turn | Ir/packet gross | **Ir/packet net** |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n, r, _ in rows:
-    print(f"| {n} | {r['packets']} | {r['busy_ir']} | {r['busy_polls']} | {r['idle_ir']} | {r['idle_polls']} | "
-          f"{r['idle_per_poll']:.1f} | {r['gross']:.0f} | **{r['net']:.0f}** |")
+    print(f"| {n} | {r['packets']} | {r['busy_ir']} | {r['busy_turns']} | {r['idle_ir']} | {r['idle_turns']} | "
+          f"{r['idle_per_turn']:.1f} | {r['gross']:.0f} | **{r['net']:.0f}** |")
 if len(rows) == 2 and rows[1][1]["net"] > 0:
     print(f"\nSluice / DPDK, net instructions per packet: **{rows[0][1]['net'] / rows[1][1]['net']:.2f}**")
-print("\nPolls counted as: " + "; ".join(f"{n}: {p}" for n, _, p in rows) + ".")
+print("\nA turn is one pass over both directions; counted as: " + "; ".join(f"{n}: {p}" for n, _, p in rows) + ".")
+print("Under valgrind the DUT runs ~50x slower than the generator, so nearly every busy turn moves a full burst of 32:")
+print("this is the cost per packet at full batches.")
 EOF
 callgrind_annotate --inclusive=yes "$s_busy" 2>/dev/null | awk '/^Ir  *file:function/ {on = 1} on && /^$/ {exit} on' | head -25 >"$work/annotate.txt"
 demangle() { if command -v swift >/dev/null; then swift demangle --simplified 2>/dev/null || cat; else cat; fi; }

@@ -129,6 +129,9 @@ wait_for() {   # seconds command...: poll every 0.1 s
 log_has() { grep -q -- "$2" "$1" 2>/dev/null; }
 sockets_exist() { [ -S "$S0" ] && [ -S "$S1" ]; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# "steal total" jiffies of one CPU: time the hypervisor ran something else on our vCPU.
+steal_ticks() { awk -v c="cpu$1" '$1 == c {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+steal_pct() { awk -v a="$1" -v b="$2" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[2] - x[2]; if (t > 0) printf "%.0f", (y[1] - x[1]) / t * 100; else print "NA"}'; }
 now() { date +%s.%N; }
 stat_value() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1"; }   # json-file counter
 
@@ -220,6 +223,7 @@ one_sample() {
     echo "show port stats all" >&3
     local t0 d0 g0
     t0=$(now); d0=$(cpu_ticks "$DUT_PID"); g0=$(cpu_ticks "$GEN_PID")
+    local sd0 sg0; sd0=$(steal_ticks "$DUT_CPU"); sg0=$(steal_ticks "$GEN_CPU")
     if [ "$dut" = A ]; then echo "clear fwd stats all" >&4; else "$STAT" --instance "$instance" --json >"$work/$id.s0.json"; fi
     sleep "$WINDOW"
     # --- window end
@@ -227,6 +231,7 @@ one_sample() {
     local t1 d1 g1
     if [ "$dut" = A ]; then echo "show fwd stats all" >&4; else "$STAT" --instance "$instance" --json >"$work/$id.s1.json"; fi
     t1=$(now); d1=$(cpu_ticks "$DUT_PID"); g1=$(cpu_ticks "$GEN_PID")
+    local steal_d steal_g; steal_d=$(steal_pct "$sd0" "$(steal_ticks "$DUT_CPU")"); steal_g=$(steal_pct "$sg0" "$(steal_ticks "$GEN_CPU")")
     sleep 0.3
     echo "stop" >&3
     sleep 0.3
@@ -269,10 +274,10 @@ one_sample() {
     fi
     dut_cpu=$(awk -v a="$d0" -v b="$d1" -v t="$dt" -v hz="$hz" 'BEGIN {printf "%.0f", (b - a) / hz / t * 100}')
     gen_cpu=$(awk -v a="$g0" -v b="$g1" -v t="$dt" -v hz="$hz" 'BEGIN {printf "%.0f", (b - a) / hz / t * 100}')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$dut" "$mode" "$size" "${gen_mpps:-NA}" "${cycles:-NA}" \
-        "${dut_mpps:-NA}" "${drops:-NA}" "$dut_cpu" "$gen_cpu" "$(cut -d' ' -f1 /proc/loadavg)" "${fbytes:-NA}" "${per_loop:--}" >>"$work/samples.tsv"
-    printf '  %-7s DUT %s %-7s %4s B: %s Mpps, %s cycles/pkt (DUT-side %s Mpps, drops %s, DUT cpu %s%%, gen cpu %s%%)\n' \
-        "$id" "$dut" "$mode" "$size" "${gen_mpps:-NA}" "${cycles:-NA}" "${dut_mpps:-NA}" "${drops:-NA}" "$dut_cpu" "$gen_cpu" >&2
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$dut" "$mode" "$size" "${gen_mpps:-NA}" "${cycles:-NA}" \
+        "${dut_mpps:-NA}" "${drops:-NA}" "$dut_cpu" "$gen_cpu" "$(cut -d' ' -f1 /proc/loadavg)" "${fbytes:-NA}" "${per_loop:--}" "$steal_d" "$steal_g" >>"$work/samples.tsv"
+    printf '  %-7s DUT %s %-7s %4s B: %s Mpps, %s cycles/pkt (DUT-side %s Mpps, drops %s, DUT cpu %s%%, gen cpu %s%%, steal %s%%/%s%%)\n' \
+        "$id" "$dut" "$mode" "$size" "${gen_mpps:-NA}" "${cycles:-NA}" "${dut_mpps:-NA}" "${drops:-NA}" "$dut_cpu" "$gen_cpu" "$steal_d" "$steal_g" >&2
 }
 
 # ---------------------------------------------------------------------------
@@ -309,10 +314,23 @@ fi
 # ---------------------------------------------------------------------------
 # Report
 
+# Clean samples: the DUT process had at least MIN_CPU % of its core and the hypervisor stole
+# at most MAX_STEAL % of either vCPU. The medians use only those when a cell has any, else
+# all of the cell's samples.
+MIN_CPU=${MIN_CPU:-90}
+MAX_STEAL=${MAX_STEAL:-5}
+clean_awk='$8 + 0 >= min && $13 + 0 <= steal && $14 + 0 <= steal'
+cell() {   # dut mode size: the cell's usable sample lines
+    local good
+    good=$(awk -F'\t' -v d="$1" -v m="$2" -v s="$3" -v min="$MIN_CPU" -v steal="$MAX_STEAL" \
+        "\$1 == d && \$2 == m && \$3 == s && $clean_awk" "$work/samples.tsv")
+    if [ -n "$good" ]; then echo "$good"; else awk -F'\t' -v d="$1" -v m="$2" -v s="$3" '$1 == d && $2 == m && $3 == s' "$work/samples.tsv"; fi
+}
 median() {   # column dut mode size
-    awk -F'\t' -v c="$1" -v d="$2" -v m="$3" -v s="$4" '$1 == d && $2 == m && $3 == s && $c != "NA" {print $c}' "$work/samples.tsv" \
+    cell "$2" "$3" "$4" | awk -F'\t' -v c="$1" '$c != "NA" && $c != "" {print $c}' \
         | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
 }
+fmt() { awk -v v="$1" -v d="$2" 'BEGIN {if (v == "NA") print v; else printf("%." d "f", v)}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a + 0 > 0 && b != "NA") printf "%.2f", b / a; else print "NA"}'; }
 
 {
@@ -333,23 +351,24 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a + 0 > 0 && b != "NA") printf "%.
     echo "- $REPEATS samples per cell, A/B alternated (order flipped every repeat), fresh processes per sample," \
          "${WARMUP} s warm-up, ${WINDOW} s window. Medians below."
     echo
-    echo "| mode | size | DPDK Mpps | Sluice Mpps | ratio | DPDK cycles/pkt | Sluice cycles/pkt | ratio | DUT cpu % A / B |"
+    echo "| mode | size | DPDK Mpps | Sluice Mpps | ratio | DPDK cycles/pkt | Sluice cycles/pkt | ratio | samples A / B |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for mode in $MODES; do
         for size in $SIZES; do
-            am=$(median 4 A "$mode" "$size"); bm=$(median 4 B "$mode" "$size")
-            ac=$(median 5 A "$mode" "$size"); bc=$(median 5 B "$mode" "$size")
-            echo "| $mode | $size | $am | $bm | $(ratio "$am" "$bm") | $ac | $bc | $(ratio "$ac" "$bc") | $(median 8 A "$mode" "$size") / $(median 8 B "$mode" "$size") |"
+            am=$(fmt "$(median 4 A "$mode" "$size")" 3); bm=$(fmt "$(median 4 B "$mode" "$size")" 3)
+            ac=$(fmt "$(median 5 A "$mode" "$size")" 1); bc=$(fmt "$(median 5 B "$mode" "$size")" 1)
+            echo "| $mode | $size | $am | $bm | $(ratio "$am" "$bm") | $ac | $bc | $(ratio "$ac" "$bc") | $(cell A "$mode" "$size" | grep -c .) / $(cell B "$mode" "$size" | grep -c .) |"
         done
     done
     echo
-    contended=$(awk -F'\t' '$8 + 0 < 90' "$work/samples.tsv" | wc -l)
+    contended=$(awk -F'\t' -v min="$MIN_CPU" -v steal="$MAX_STEAL" "!($clean_awk)" "$work/samples.tsv" | wc -l)
     if [ "$contended" -gt 0 ]; then
-        echo "**Warning: in $contended of $(wc -l <"$work/samples.tsv") samples the DUT got less than 90 % of its CPU**"
-        echo "(last column: median CPU share of the DUT process during the window). Other work ran on the"
-        echo "DUT's core, and TSC cycles keep counting while a poller is descheduled, so those samples"
-        echo "measure the machine's load more than the DUTs. Compare only samples where both DUTs had"
-        echo "their core (PEERS.md reference, idle machine: testpmd 10.6–13.8 Mpps, 156–215 cycles/pkt at 64 B)."
+        echo "**Warning: in $contended of $(wc -l <"$work/samples.tsv") samples the DUT got less than $MIN_CPU % of its CPU,"
+        echo "or the hypervisor stole more than $MAX_STEAL % of a vCPU.** Other work ran on the DUT's core"
+        echo "(or the host ran something else on ours), and TSC cycles keep counting while a poller is descheduled,"
+        echo "so those samples measure the machine's load more than the DUTs. The medians leave them out"
+        echo "(last column: samples used; a cell with no clean sample uses all of its samples)."
+        echo "PEERS.md reference, idle machine: testpmd 10.6–13.8 Mpps, 156–215 cycles/pkt at 64 B."
     fi
     echo
     echo "Mpps: forwarded frames per second, both directions summed, as the generator counts them"
@@ -363,9 +382,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a + 0 > 0 && b != "NA") printf "%.
     echo "DUT took in but could not place (testpmd TX-dropped; sluice drop.* counters). frames/loop (sluice"
     echo "only): Δworker.0.busy_packets / Δworker.0.loops, the average batch per turn of the worker loop."
     echo
-    echo "| DUT | mode | size | bytes/frame | gen Mpps | cycles/pkt | DUT-side Mpps | DUT drops | DUT cpu % | gen cpu % | load1 | frames/loop |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk -F'\t' '{n = ($1 == "A") ? "A dpdk" : "B sluice"; printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, $2, $3, $11, $4, $5, $6, $7, $8, $9, $10, $12}' "$work/samples.tsv"
+    echo "| DUT | mode | size | bytes/frame | gen Mpps | cycles/pkt | DUT-side Mpps | DUT drops | DUT cpu % | gen cpu % | steal % dut/gen cpu | load1 | frames/loop | clean |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    awk -F'\t' -v min="$MIN_CPU" -v steal="$MAX_STEAL" "{n = (\$1 == \"A\") ? \"A dpdk\" : \"B sluice\"; c = ($clean_awk) ? \"yes\" : \"no\";"' printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s | %s | %s | %s |\n", n, $2, $3, $11, $4, $5, $6, $7, $8, $9, $13, $14, $10, $12, c}' "$work/samples.tsv"
     echo
     echo "## Commands"
     echo

@@ -91,10 +91,12 @@ struct TxCommand: ParsableCommand {
             if limited {
                 let now = Clock.monotonicNanos()
                 let due = Int(Double(now &- start) / nanosPerFrame) + 1
-                if due <= sent {
-                    // Ahead of the rate: sleep if the next frame is far, else spin.
-                    let wait = Double(sent + 1) * nanosPerFrame - Double(now &- start)
-                    if wait > 50_000 { Clock.sleep(micros: UInt32(min(wait / 1000, 100_000))) } else { sl_pause() }
+                // Pace whole bursts: wait (sleeping, so a receiver sharing this CPU runs)
+                // until a full burst is due, then send it in one go.
+                let want = limit > 0 ? min(burstSize, limit - sent) : burstSize
+                if due - sent < want {
+                    let wait = Double(sent + want) * nanosPerFrame - Double(now &- start)
+                    if wait > 20_000 { Clock.sleep(micros: UInt32(min(wait / 1000, 100_000))) } else { sl_pause() }
                     if now >= nextCheck { if checkStop(stop, deadline, now) { stoppedEarly = true; break }; nextCheck = now &+ 100_000_000 }
                     continue
                 }
