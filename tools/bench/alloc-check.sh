@@ -213,6 +213,11 @@ s_busy=$(pick "$work/sluice.cg" busy); s_idle=$(pick "$work/sluice.cg" idle)
 d_busy=""; d_idle=""
 [ "$DPDK" = 1 ] && { d_busy=$(pick "$work/dpdk.cg" busy); d_idle=$(pick "$work/dpdk.cg" idle); }
 [ -n "$s_busy" ] && [ -n "$s_idle" ] || { echo "no sluice callgrind dumps in $work" >&2; KEEP_LOGS=1; exit 1; }
+# --toggle-collect names Worker.run: if the compiler ever inlines it into its thread
+# closure, nothing is collected and every count would read 0. Refuse to report that.
+if [ "$(awk '/^(summary|totals):/ {print $2; exit}' "$s_busy")" = 0 ] || ! grep -q '6Engine6WorkerC3run' "$s_busy"; then
+    echo "callgrind collected nothing under Worker.run (symbol renamed or inlined? see $TOGGLE)" >&2; KEEP_LOGS=1; exit 1
+fi
 
 python3 - "$s_busy" "$s_idle" "$s_packets" "$d_busy" "$d_idle" "${d_packets:-0}" "$s_turns" "$s_turns_idle" >"$work/analysis.md" <<'EOF'
 import re, sys, collections
@@ -283,8 +288,8 @@ for n, r, _ in rows:
 if len(rows) == 2 and rows[1][1]["net"] > 0:
     print(f"\nSluice / DPDK, net instructions per packet: **{rows[0][1]['net'] / rows[1][1]['net']:.2f}**")
 print("\nA turn is one pass over both directions; counted as: " + "; ".join(f"{n}: {p}" for n, _, p in rows) + ".")
-print("Under valgrind the DUT runs ~50x slower than the generator, so nearly every busy turn moves a full burst of 32:")
-print("this is the cost per packet at full batches.")
+print("Under valgrind the batches differ from a native run (the DUT is many times slower); the net figure")
+print("removes the cost of empty turns, so it is the per-frame work itself.")
 EOF
 callgrind_annotate --inclusive=yes "$s_busy" 2>/dev/null | awk '/^Ir  *file:function/ {on = 1} on && /^$/ {exit} on' | head -25 >"$work/annotate.txt"
 demangle() { if command -v swift >/dev/null; then swift demangle --simplified 2>/dev/null || cat; else cat; fi; }
