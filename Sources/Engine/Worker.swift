@@ -77,13 +77,6 @@ public final class Worker: @unchecked Sendable {
         control.resume()
     }
 
-    /// Control thread: run `body` while this worker is parked.
-    func whilePaused<R>(_ body: () throws -> R) rethrows -> R {
-        pause()
-        defer { resume() }
-        return try body()
-    }
-
     // MARK: - The loop (worker thread only)
 
     private func run() {

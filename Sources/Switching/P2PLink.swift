@@ -70,7 +70,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         var rxPackets = 0, rxBytes = 0, txPackets = 0, txBytes = 0
         var badDesc = 0, noBuffer = 0, badLength = 0, dstBad = 0
 
-        if n > 0 { src.prefetchFirstBuffer(head: src.availHead(0), forWrite: false) }
+        src.prefetchFirstBuffer(head: src.availHead(0), forWrite: false)   // n > 0 here
         if m > 0 { dst.prefetchFirstBuffer(head: dst.availHead(0), forWrite: true) }
         for i in 0..<n {
             let head = src.availHead(i)
