@@ -28,6 +28,12 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         dstSegs = .allocate()
     }
 
+    /// Signal, with a barrier, anything `poll` left unsignalled (before the worker sleeps).
+    public func settleNotifications() {
+        if src.isLive { src.notifyIfNeeded() }
+        if dst.isLive { dst.notifyIfNeeded() }
+    }
+
     /// Free the scratch (the entry is off every poll list).
     public func release() {
         srcSegs.deallocate()
@@ -42,7 +48,12 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         let src = self.src, dst = self.dst
         guard src.isLive else { return 0 }
         let n0 = src.availableCount()
-        if n0 == 0 { return 0 }
+        if n0 == 0 {
+            // Nothing to move; settle a signal an earlier burst left open (see notifyLazily).
+            if src.hasUnsignalledUsed { src.notifyLazily() }
+            if dst.hasUnsignalledUsed && dst.isLive { dst.notifyLazily() }
+            return 0
+        }
         let n = n0 < Self.burst ? n0 : Self.burst
         if !dst.isLive { return dropAll(n) }
 
@@ -70,13 +81,14 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         var rxPackets = 0, rxBytes = 0, txPackets = 0, txBytes = 0
         var badDesc = 0, noBuffer = 0, badLength = 0, dstBad = 0
 
-        src.prefetchFirstBuffer(head: src.availHead(0), forWrite: false)   // n > 0 here
-        if m > 0 { dst.prefetchFirstBuffer(head: dst.availHead(0), forWrite: true) }
+        // Then every frame's first bytes and every RX buffer: the whole burst's misses
+        // (each a line the other CPU wrote or read last) are in flight before the first copy.
+        for i in 0..<n { src.prefetchFirstBuffer(head: src.availHead(i), forWrite: false) }
+        for i in 0..<m { dst.prefetchFirstBuffer(head: dst.availHead(i), forWrite: true) }
+        src.prefetchUsed(n)
+        if m > 0 { dst.prefetchUsed(m) }
         for i in 0..<n {
             let head = src.availHead(i)
-            // One frame ahead: the next frame's bytes and the next RX buffer load while this one is copied.
-            if i &+ 1 < n { src.prefetchFirstBuffer(head: src.availHead(i &+ 1), forWrite: false) }
-            if dstTaken &+ 1 < dstAvail { dst.prefetchFirstBuffer(head: dst.availHead(dstTaken &+ 1), forWrite: true) }
             if head >= srcSize { badDesc &+= 1; continue }   // not a descriptor: nothing to return
             if src.walkChain(head: head, deviceWrites: false, into: srcSegs) != .none {
                 badDesc &+= 1
@@ -131,14 +143,16 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         src.consume(n)
         src.suppressKicks()
         src.publishUsed()
-        src.notifyIfNeeded()
         if dstTaken > 0 {
             dst.consume(dstTaken)
             dst.publishUsed()
-            dst.notifyIfNeeded()
         }
         // The receiver need not kick us when it posts RX buffers: we look at them every burst.
         dst.suppressKicks()
+        // No barrier here: it would wait for every store of the burst (lines the other
+        // CPU holds) to complete. The worker settles with one before it sleeps.
+        src.notifyLazily()
+        dst.notifyLazily()
         srcCounters.rxPackets.add(UInt64(rxPackets))
         srcCounters.rxBytes.add(UInt64(rxBytes))
         dstCounters.txPackets.add(UInt64(txPackets))
@@ -164,7 +178,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         src.consume(n)
         src.suppressKicks()
         src.publishUsed()
-        src.notifyIfNeeded()
+        src.notifyLazily()
         dstCounters.dropLinkDown.add(UInt64(n))
         return n
     }

@@ -69,6 +69,9 @@ public final class VhostNetDevice: @unchecked Sendable {
         var f = VirtioFeature.version1 | VirtioFeature.netMrgRxbuf | VirtioFeature.netCsum | VirtioFeature.netGuestCsum
             | VirtioFeature.netMTU | VirtioFeature.netStatus | VirtioFeature.indirectDesc | VirtioFeature.eventIdx
             | VirtioFeature.anyLayout | VirtioFeature.protocolFeatures
+        // Every consumer of a queue (today the p2p link) returns TX chains and fills RX
+        // chains strictly in avail order, so IN_ORDER costs nothing to honour.
+        f |= VirtioFeature.inOrder
         if spec.mac != nil { f |= VirtioFeature.netMAC }
         if spec.queuePairs > 1 { f |= VirtioFeature.netMQ }
         return f

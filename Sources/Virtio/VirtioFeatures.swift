@@ -14,6 +14,9 @@ public enum VirtioFeature {
     /// vhost-user: the front-end may send GET/SET_PROTOCOL_FEATURES.
     public static let protocolFeatures: UInt64 = 1 << 30
     public static let version1: UInt64 = 1 << 32
+    /// The device uses buffers in the order the driver made them available (§2.7.9);
+    /// lets the driver skip its free-list bookkeeping (DPDK's virtio PMD has fast paths for it).
+    public static let inOrder: UInt64 = 1 << 35
 }
 
 /// Descriptor flags (§2.7.5).

@@ -101,6 +101,22 @@ public struct Virtqueue: BitwiseCopyable, @unchecked Sendable {
         s.pointee.usedIdx &+= 1
     }
 
+    /// Start owning the used-ring lines the next `count` entries go to (they were last
+    /// read by the driver on another CPU), so the stores of `pushUsed` do not wait.
+    @inlinable
+    public func prefetchUsed(_ count: Int) {
+        let s = state
+        let used = s.pointee.used.unsafelyUnwrapped
+        let first = Int(s.pointee.usedIdx & s.pointee.mask)
+        let size = Int(s.pointee.size)
+        var k = 0
+        while k < count {   // one line per 8 entries, wrapping with the ring
+            sl_prefetch_w(used + 4 + ((first &+ k) % size) &* 8)
+            k &+= 8
+        }
+        sl_prefetch_w(used + 4 + ((first &+ count &- 1) % size) &* 8)
+    }
+
     /// Publish queued used entries with one store; then tell the guest where we want
     /// the next kick (EVENT_IDX) and signal it if it asked to be.
     @inlinable
@@ -112,26 +128,61 @@ public struct Virtqueue: BitwiseCopyable, @unchecked Sendable {
         sl_store_release_u16(used + 2, s.pointee.usedIdx)
     }
 
-    /// Signal the guest's call eventfd if its notification rules ask for it.
+    /// Signal the guest's call eventfd if its notification rules ask for it — exactly:
+    /// after this returns, a guest that asked for an interrupt for anything published
+    /// so far has been (or will be) signalled. Costs a full barrier; the worker calls
+    /// it before it sleeps. The per-burst path uses `notifyLazily`.
     @inlinable
     public func notifyIfNeeded() {
-        let s = state
-        let newUsed = s.pointee.usedIdx
-        if newUsed == s.pointee.signalledUsed { return }
+        if !hasUnsignalledUsed { return }
         // Full barrier: our used.idx store must be visible before we read the guest's
         // suppression state (pairs with the driver's barrier between its used_event
         // write and re-reading used.idx), or an interrupt can be lost.
         sl_fence_seq_cst()
+        let s = state
+        let newUsed = s.pointee.usedIdx
+        if guestWantsSignal(new: newUsed) && s.pointee.callFD >= 0 { EventFD.signal(s.pointee.callFD) }
+        s.pointee.signalledUsed = newUsed
+    }
+
+    /// Used entries were published since the guest was last signalled (or found not to
+    /// want a signal after a barrier).
+    @inlinable
+    public var hasUnsignalledUsed: Bool { state.pointee.usedIdx != state.pointee.signalledUsed }
+
+    /// The hot-path notification check, without the barrier: reads the guest's
+    /// suppression state (a line the worker reads anyway) right after publishing.
+    /// Without the barrier that read may be older than our used.idx store, so a guest
+    /// that just turned interrupts on could be missed; hence "not wanted" leaves the
+    /// entries counted as unsignalled and the check repeats on every later poll of the
+    /// queue (the guest's change is visible by then), and `notifyIfNeeded` settles it
+    /// with a barrier before the worker sleeps or when the backlog nears a ring's worth
+    /// (so the 16-bit EVENT_IDX arithmetic never wraps). A signal is at most one loop
+    /// turn late; a spurious one is harmless.
+    @inlinable
+    public func notifyLazily() {
+        let s = state
+        let newUsed = s.pointee.usedIdx
+        if newUsed == s.pointee.signalledUsed { return }
+        if guestWantsSignal(new: newUsed) {
+            if s.pointee.callFD >= 0 { EventFD.signal(s.pointee.callFD) }
+            s.pointee.signalledUsed = newUsed
+        } else if newUsed &- s.pointee.signalledUsed >= s.pointee.size {
+            notifyIfNeeded()
+        }
+    }
+
+    /// The guest's notification rule (§2.7.7, §2.7.10) for entries published since the
+    /// last signal, read with a plain load.
+    @inlinable
+    func guestWantsSignal(new newUsed: UInt16) -> Bool {
+        let s = state
         let avail = s.pointee.avail.unsafelyUnwrapped
-        let notify: Bool
         if s.pointee.eventIdx {
             let event = sl_load_relaxed_u16(avail + 4 + Int(s.pointee.size) * 2)
-            notify = vringNeedEvent(event: event, new: newUsed, old: s.pointee.signalledUsed)
-        } else {
-            notify = sl_load_relaxed_u16(avail) & VringFlag.noInterrupt == 0
+            return vringNeedEvent(event: event, new: newUsed, old: s.pointee.signalledUsed)
         }
-        s.pointee.signalledUsed = newUsed
-        if notify && s.pointee.callFD >= 0 { EventFD.signal(s.pointee.callFD) }
+        return sl_load_relaxed_u16(avail) & VringFlag.noInterrupt == 0
     }
 
     /// Ask the guest to kick us (event mode) or not (polling).

@@ -97,7 +97,7 @@ final class BackendNetDeviceTests: XCTestCase {
         XCTAssertEqual(f, d.offeredFeatures)
         for bit in [VirtioFeature.version1, VirtioFeature.netMrgRxbuf, VirtioFeature.netCsum, VirtioFeature.netGuestCsum,
                     VirtioFeature.indirectDesc, VirtioFeature.eventIdx, VirtioFeature.protocolFeatures, VirtioFeature.netMAC,
-                    VirtioFeature.netMTU, VirtioFeature.netStatus] {
+                    VirtioFeature.netMTU, VirtioFeature.netStatus, VirtioFeature.inOrder] {
             XCTAssertNotEqual(f & bit, 0, "bit \(bit.trailingZeroBitCount) offered")
         }
         XCTAssertEqual(f & VirtioFeature.netMQ, 0, "no MQ with one queue pair")
