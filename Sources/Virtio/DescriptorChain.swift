@@ -114,6 +114,23 @@ extension Virtqueue {
 }
 
 extension Virtqueue {
+    /// The common chain, answered without touching a `SegmentList`: when the chain at
+    /// `head` is one direct descriptor of the right direction with a non-empty buffer
+    /// inside guest memory, its host pointer and length; otherwise nil and the caller
+    /// walks the chain with `walkChain` (which also judges whether it is bad).
+    @inlinable @inline(__always)
+    public func singleBuffer(head: UInt16, deviceWrites: Bool) -> (pointer: UnsafeMutableRawPointer, length: Int)? {
+        let s = state
+        guard head < s.pointee.size, let mem = s.pointee.memory else { return nil }
+        let d = s.pointee.desc.unsafelyUnwrapped + Int(head) &* 16
+        let flags = d.loadUnaligned(fromByteOffset: 12, as: UInt16.self)
+        let want: UInt16 = deviceWrites ? VringDescFlag.write : 0
+        guard flags & (VringDescFlag.next | VringDescFlag.indirect | VringDescFlag.write) == want else { return nil }
+        let len = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+        guard len > 0, let p = mem.translate(d.loadUnaligned(as: UInt64.self), len) else { return nil }
+        return (p, Int(len))
+    }
+
     /// Start loading the first buffer of the chain at `head` (a hint: no checks beyond
     /// translation, nothing followed). Lets the next frame's data arrive while the
     /// current one is copied.
