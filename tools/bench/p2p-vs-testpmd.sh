@@ -200,12 +200,22 @@ start_gen() {
     wait_for 20 log_has "$log" "Checking link statuses"
 }
 
+# The cross-CPU cache-line round trip (tools/bench/xcore-latency.c), measured before every
+# sample: on a shared VM it moves 2-3x as the hypervisor places the vCPUs, and every ring
+# access between generator and DUT pays it, so it tells which samples ran on a slow pairing.
+XCORE=""
+if [ -z "$RENDER_FROM" ] && command -v cc >/dev/null && cc -O2 -pthread -o "$work/xcore-latency" "$root/tools/bench/xcore-latency.c" 2>/dev/null; then
+    XCORE="$work/xcore-latency"
+fi
+
 # one_sample DUT MODE SIZE ID: appends a line to $work/samples.tsv
 #   dut mode size gen_mpps cycles dut_mpps drops dut_cpu gen_cpu
 one_sample() {
     local dut=$1 mode=$2 size=$3 id=$4
     local glog="$work/$id.gen.log" dlog="$work/$id.dut.log"
     remove_leftovers
+    local rtt=NA
+    [ -n "$XCORE" ] && rtt=$("$XCORE" "$GEN_CPU" "$DUT_CPU" 300 2>/dev/null || echo NA)
     if ! start_dut "$dut" "$dlog"; then
         echo "FAIL $id: DUT $dut did not start" >&2; tail -5 "$dlog" >&2; stop_pid "$DUT_PID"; DUT_PID=""; return 1
     fi
@@ -279,10 +289,10 @@ one_sample() {
     fi
     dut_cpu=$(awk -v a="$d0" -v b="$d1" -v t="$dt" -v hz="$hz" 'BEGIN {printf "%.0f", (b - a) / hz / t * 100}')
     gen_cpu=$(awk -v a="$g0" -v b="$g1" -v t="$dt" -v hz="$hz" 'BEGIN {printf "%.0f", (b - a) / hz / t * 100}')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$dut" "$mode" "$size" "${gen_mpps:-NA}" "${cycles:-NA}" \
-        "${dut_mpps:-NA}" "${drops:-NA}" "$dut_cpu" "$gen_cpu" "$(cut -d' ' -f1 /proc/loadavg)" "${fbytes:-NA}" "${per_loop:--}" "$steal_d" "$steal_g" >>"$work/samples.tsv"
-    printf '  %-7s DUT %s %-7s %4s B: %s Mpps, %s cycles/pkt (DUT-side %s Mpps, drops %s, DUT cpu %s%%, gen cpu %s%%, steal %s%%/%s%%)\n' \
-        "$id" "$dut" "$mode" "$size" "${gen_mpps:-NA}" "${cycles:-NA}" "${dut_mpps:-NA}" "${drops:-NA}" "$dut_cpu" "$gen_cpu" "$steal_d" "$steal_g" >&2
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$dut" "$mode" "$size" "${gen_mpps:-NA}" "${cycles:-NA}" \
+        "${dut_mpps:-NA}" "${drops:-NA}" "$dut_cpu" "$gen_cpu" "$(cut -d' ' -f1 /proc/loadavg)" "${fbytes:-NA}" "${per_loop:--}" "$steal_d" "$steal_g" "${rtt:-NA}" >>"$work/samples.tsv"
+    printf '  %-7s DUT %s %-7s %4s B: %s Mpps, %s cycles/pkt (DUT-side %s Mpps, drops %s, DUT cpu %s%%, gen cpu %s%%, steal %s%%/%s%%, xcore rtt %s)\n' \
+        "$id" "$dut" "$mode" "$size" "${gen_mpps:-NA}" "${cycles:-NA}" "${dut_mpps:-NA}" "${drops:-NA}" "$dut_cpu" "$gen_cpu" "$steal_d" "$steal_g" "$rtt" >&2
 }
 
 # ---------------------------------------------------------------------------
@@ -387,10 +397,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a + 0 > 0 && b != "NA") printf "%.
     echo "DUT-side Mpps: frames the DUT forwarded in the window by its own counters; drops: frames the"
     echo "DUT took in but could not place (testpmd TX-dropped; sluice drop.* counters). frames/loop (sluice"
     echo "only): Δworker.0.busy_packets / Δworker.0.loops, the average batch per turn of the worker loop."
+    echo "xcore rtt: TSC cycles for one cache line to go cpu$GEN_CPU → cpu$DUT_CPU → cpu$GEN_CPU, measured just before the"
+    echo "sample (\`tools/bench/xcore-latency.c\`); every ring access between generator and DUT pays half of it,"
+    echo "and it moves 2–3× with where the hypervisor puts the two vCPUs — compare samples with similar values."
     echo
-    echo "| DUT | mode | size | bytes/frame | gen Mpps | cycles/pkt | DUT-side Mpps | DUT drops | DUT cpu % | gen cpu % | steal % dut/gen cpu | load1 | frames/loop | clean |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-    awk -F'\t' -v min="$MIN_CPU" -v steal="$MAX_STEAL" "{n = (\$1 == \"A\") ? \"A dpdk\" : \"B sluice\"; c = ($clean_awk) ? \"yes\" : \"no\";"' printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s | %s | %s | %s |\n", n, $2, $3, $11, $4, $5, $6, $7, $8, $9, $13, $14, $10, $12, c}' "$work/samples.tsv"
+    echo "| DUT | mode | size | bytes/frame | gen Mpps | cycles/pkt | DUT-side Mpps | DUT drops | DUT cpu % | gen cpu % | steal % dut/gen cpu | load1 | frames/loop | xcore rtt | clean |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    awk -F'\t' -v min="$MIN_CPU" -v steal="$MAX_STEAL" "{n = (\$1 == \"A\") ? \"A dpdk\" : \"B sluice\"; c = ($clean_awk) ? \"yes\" : \"no\";"' printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s | %s | %s | %s | %s |\n", n, $2, $3, $11, $4, $5, $6, $7, $8, $9, $13, $14, $10, $12, ($15 == "" ? "-" : $15), c}' "$work/samples.tsv"
     echo
     echo "## Commands"
     echo
