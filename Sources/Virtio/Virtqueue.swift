@@ -107,14 +107,14 @@ public struct Virtqueue: BitwiseCopyable, @unchecked Sendable {
     public func prefetchUsed(_ count: Int) {
         let s = state
         let used = s.pointee.used.unsafelyUnwrapped
-        let first = Int(s.pointee.usedIdx & s.pointee.mask)
-        let size = Int(s.pointee.size)
+        let first = s.pointee.usedIdx
+        let mask = s.pointee.mask   // split ring sizes are powers of two
         var k = 0
         while k < count {   // one line per 8 entries, wrapping with the ring
-            sl_prefetch_w(used + 4 + ((first &+ k) % size) &* 8)
+            sl_prefetch_w(used + 4 + Int((first &+ UInt16(truncatingIfNeeded: k)) & mask) &* 8)
             k &+= 8
         }
-        sl_prefetch_w(used + 4 + ((first &+ count &- 1) % size) &* 8)
+        sl_prefetch_w(used + 4 + Int((first &+ UInt16(truncatingIfNeeded: count &- 1)) & mask) &* 8)
     }
 
     /// Publish queued used entries with one store; then tell the guest where we want
