@@ -213,6 +213,17 @@ public final class VirtioFrontend: @unchecked Sendable {
         }
     }
 
+    /// True when the backend has closed (or broken) the vhost-user connection — a
+    /// frontend that only moves packets would otherwise wait on rings nobody serves.
+    /// Non-blocking: one poll(2) with a zero timeout.
+    public var backendClosed: Bool {
+        guard isConnected else { return true }
+        let rdhup: Int16 = 0x2000   // POLLRDHUP (a _GNU_SOURCE name Glibc's module does not export)
+        var p = pollfd(fd: channel.fd, events: rdhup, revents: 0)
+        guard poll(&p, 1, 0) == 1 else { return false }
+        return p.revents & (rdhup | Int16(POLLHUP | POLLERR | POLLNVAL)) != 0
+    }
+
     // MARK: Stopping
 
     /// Stops every vring with GET_VRING_BASE (the backend's last avail

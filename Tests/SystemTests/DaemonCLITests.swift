@@ -130,4 +130,55 @@ final class DaemonCLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: segment), "stats segment removed")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/a.sock"), "socket removed")
     }
+
+    func testSigtermMidTrafficExitsCleanlyAndTheSenderNotices() throws {
+        // A sender that keeps its TX ring full while the daemon stops: sluice exits 0 at
+        // once, and sluice-gen tx reports the closed connection instead of waiting forever.
+        let instance = "clistop\(getpid())"
+        let dir = NSTemporaryDirectory() + "sluice-cli-\(UUID().uuidString)"
+        let path = try write("""
+        [dataplane]
+        socket-dir = \(dir)
+        instance = \(instance)
+        hugepages = off
+        [port a]
+        type = vhost-user
+        socket = a.sock
+        [port b]
+        type = vhost-user
+        socket = b.sock
+        [p2p l]
+        ports = a, b
+        """)
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: try binary("sluice"))
+        daemon.arguments = ["--config", path, "--cores", "0", "--poll", "0"]
+        daemon.standardError = FileHandle.nullDevice
+        try daemon.run()
+        defer { if daemon.isRunning { daemon.terminate() } }
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: dir + "/a.sock") { usleep(50_000) }
+
+        let sender = Process()
+        sender.executableURL = URL(fileURLWithPath: try binary("sluice-gen"))
+        sender.arguments = ["tx", "--socket", dir + "/a.sock", "--count", "1000000000", "--size", "64"]
+        let err = Pipe()
+        sender.standardOutput = FileHandle.nullDevice
+        sender.standardError = err
+        try sender.run()
+        defer { if sender.isRunning { sender.interrupt() } }
+        usleep(700_000)   // connected, frames flowing (dropped: nobody on b)
+        XCTAssertTrue(sender.isRunning, "sender still sending")
+
+        let t0 = Date()
+        daemon.terminate()
+        daemon.waitUntilExit()
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 2.0)
+        XCTAssertEqual(daemon.terminationStatus, 0)
+        for _ in 0..<50 where sender.isRunning { usleep(100_000) }
+        XCTAssertFalse(sender.isRunning, "sluice-gen tx still running 5 s after the backend went away")
+        if sender.isRunning { return }
+        XCTAssertEqual(sender.terminationStatus, 1)
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertTrue(text.contains("closed the connection"), text)
+    }
 }

@@ -84,6 +84,7 @@ struct TxCommand: ParsableCommand {
         var turns: UInt32 = 0
         var nextCheck = start &+ 100_000_000
         var stoppedEarly = false
+        var backendGone = false
 
         while limit == 0 || sent < limit {
             var n = burstSize
@@ -117,7 +118,16 @@ struct TxCommand: ParsableCommand {
                     sl_spin_wait(&turns)
                     spins += 1
                 }
-                if spins == 256 { frontend.waitForTransmitted(queuePair: pair, timeoutMilliseconds: 1) }
+                if spins == 256 {
+                    frontend.waitForTransmitted(queuePair: pair, timeoutMilliseconds: 1)
+                    // No progress: the usual per-1024-frames check would never come.
+                    let now = Clock.monotonicNanos()
+                    if now >= nextCheck {
+                        if checkStop(stop, deadline, now) { stoppedEarly = true; break }
+                        if frontend.backendClosed { backendGone = true; break }
+                        nextCheck = now &+ 100_000_000
+                    }
+                }
             }
             pair = pair + 1 == pairs ? 0 : pair + 1
             if sent & 0x3ff < n {
@@ -129,6 +139,10 @@ struct TxCommand: ParsableCommand {
             }
         }
         let end = Clock.monotonicNanos()
+        if backendGone {
+            printError("sluice-gen tx: the backend closed the connection after \(sent) frames")
+            throw ExitCode(1)
+        }
         let cpu = cpuSeconds() - cpuAtStart
         let inFlight = drain(frontend)
         frontend.refreshQueueCounters()
