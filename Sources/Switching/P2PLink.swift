@@ -49,9 +49,11 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         guard src.isLive else { return 0 }
         let n0 = src.availableCount()
         if n0 == 0 {
-            // Nothing to move; settle a signal an earlier burst left open (see notifyLazily).
-            if src.hasUnsignalledUsed { src.notifyLazily() }
-            if dst.hasUnsignalledUsed && dst.isLive { dst.notifyLazily() }
+            // Nothing to move: settle, with a barrier, a signal an earlier burst left open
+            // (see notifyLazily). Once per burst-then-idle, so idle polls stay on the one
+            // line they must read (the receiver's avail line changes with every refill).
+            if src.hasUnsignalledUsed { src.notifyIfNeeded() }
+            if dst.hasUnsignalledUsed && dst.isLive { dst.notifyIfNeeded() }
             return 0
         }
         let n = n0 < Self.burst ? n0 : Self.burst
