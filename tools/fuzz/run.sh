@@ -13,7 +13,7 @@
 # $FUZZ_OUT/<target>/crash-* (replay: <binary> <that file>).
 #
 # Environment: FUZZ_BUILD_DIR (default <repo>/.build-fuzz), FUZZ_OUT (default
-# <repo>/fuzz-out; new inputs libFuzzer finds go to $FUZZ_OUT/<target>/corpus,
+# <repo>/.build-fuzz/out; new inputs libFuzzer finds go to $FUZZ_OUT/<target>/corpus,
 # the seeds in tools/fuzz/corpus/<target>/ are only read), FUZZ_FLAGS (more
 # libFuzzer flags), SWIFTC, CLANG.
 #
@@ -23,7 +23,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${FUZZ_BUILD_DIR:-$ROOT/.build-fuzz}
-OUT=${FUZZ_OUT:-$ROOT/fuzz-out}
+OUT=${FUZZ_OUT:-$BUILD/out}
 SWIFTC=${SWIFTC:-swiftc}
 CLANG=${CLANG:-$(dirname "$(command -v "$SWIFTC")")/clang}
 SANITIZE=-sanitize=fuzzer,address
