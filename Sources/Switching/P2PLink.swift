@@ -162,7 +162,8 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         // The receiver need not kick us when it posts RX buffers: we look at them every burst.
         dst.suppressKicks()
         // No barrier here: it would wait for every store of the burst (lines the other
-        // CPU holds) to complete. The worker settles with one before it sleeps.
+        // CPU holds) to complete. The next empty poll (or the worker, before it sleeps)
+        // settles what this leaves open with one.
         src.notifyLazily()
         dst.notifyLazily()
         srcCounters.rxPackets.add(UInt64(rxPackets))

@@ -154,11 +154,11 @@ public struct Virtqueue: BitwiseCopyable, @unchecked Sendable {
     /// suppression state (a line the worker reads anyway) right after publishing.
     /// Without the barrier that read may be older than our used.idx store, so a guest
     /// that just turned interrupts on could be missed; hence "not wanted" leaves the
-    /// entries counted as unsignalled and the check repeats on every later poll of the
-    /// queue (the guest's change is visible by then), and `notifyIfNeeded` settles it
-    /// with a barrier before the worker sleeps or when the backlog nears a ring's worth
-    /// (so the 16-bit EVENT_IDX arithmetic never wraps). A signal is at most one loop
-    /// turn late; a spurious one is harmless.
+    /// entries counted as unsignalled: the check repeats after the next burst, and the
+    /// caller settles it with `notifyIfNeeded` (one barrier) on its next empty poll,
+    /// before it sleeps, or here when the backlog reaches a ring's worth (so the 16-bit
+    /// EVENT_IDX arithmetic never wraps). A signal is at most one loop turn late; a
+    /// spurious one is harmless.
     @inlinable
     public func notifyLazily() {
         let s = state
