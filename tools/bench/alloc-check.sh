@@ -32,6 +32,8 @@
 
 set -u
 root="$(cd "$(dirname "$0")/../.." && pwd)"
+# shellcheck source=p2p-config.sh
+. "$root/tools/bench/p2p-config.sh"
 out="${1:-$root/tools/bench/results-alloc.md}"
 WINDOW=${WINDOW:-10}; IDLE=${IDLE:-5}; WARMUP=${WARMUP:-5}; SIZE=${SIZE:-64}; DPDK=${DPDK:-1}
 DUT_CPU=${DUT_CPU:-1}; GEN_CPU=${GEN_CPU:-0}
@@ -103,29 +105,7 @@ log_has() { grep -aq -- "$2" "$1" 2>/dev/null; }
 dut_up() { kill -0 "$DUT_PID" 2>/dev/null || return 2; [ -S "$S0" ] && [ -S "$S1" ]; }
 stat_value() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1"; }
 
-cat > "$work/p2p.ini" <<EOF
-[dataplane]
-cores = $DUT_CPU
-poll = 0
-hugepages = off
-socket-dir = $work
-instance = $instance
-
-[port p0]
-type = vhost-user
-socket = s0.sock
-mode = server
-mac = 02:00:00:00:00:01
-
-[port p1]
-type = vhost-user
-socket = s1.sock
-mode = server
-mac = 02:00:00:00:00:02
-
-[p2p link0]
-ports = p0, p1
-EOF
+write_p2p_config "$work/p2p.ini" "$DUT_CPU" "$work" "$instance"
 
 # callgrind does not demangle Swift: match Worker.run by its mangled name.
 TOGGLE='*6Engine6WorkerC3run*'

@@ -40,6 +40,8 @@
 
 set -u
 root="$(cd "$(dirname "$0")/../.." && pwd)"
+# shellcheck source=p2p-config.sh
+. "$root/tools/bench/p2p-config.sh"
 out="${1:-$root/tools/bench/results-p2p.md}"
 REPEATS=${REPEATS:-3}
 WINDOW=${WINDOW:-5}
@@ -145,30 +147,7 @@ GEN_CMD="dpdk-testpmd --lcores 0@$DUT_CPU,1@$GEN_CPU --no-pci --no-huge -m 512 -
 DUTA_CMD="taskset -c $DUT_CPU dpdk-testpmd --lcores 0@$DUT_CPU,1@$DUT_CPU --no-pci --no-huge -m 512 --file-prefix $dut_prefix --vdev net_vhost0,iface=$S0,queues=1 --vdev net_vhost1,iface=$S1,queues=1 -- -i --total-num-mbufs=16384 --forward-mode=io --record-core-cycles"
 DUTB_CMD="taskset -c $DUT_CPU $SLUICE --config $work/p2p.ini --cores $DUT_CPU --poll 0"
 
-[ -n "$RENDER_FROM" ] || cat > "$work/p2p.ini" <<EOF
-[dataplane]
-cores = $DUT_CPU
-poll = 0
-; the DPDK side runs with --no-huge too
-hugepages = off
-socket-dir = $work
-instance = $instance
-
-[port p0]
-type = vhost-user
-socket = s0.sock
-mode = server
-mac = 02:00:00:00:00:01
-
-[port p1]
-type = vhost-user
-socket = s1.sock
-mode = server
-mac = 02:00:00:00:00:02
-
-[p2p link0]
-ports = p0, p1
-EOF
+[ -n "$RENDER_FROM" ] || write_p2p_config "$work/p2p.ini" "$DUT_CPU" "$work" "$instance"
 
 # start_dut A|B log: the DUT listening on S0/S1
 start_dut() {

@@ -16,7 +16,9 @@
 # compare medians (and the cycles column, which moves less than Mpps).
 # Exit: 0 done, 1 usage/error, 77 dpdk-testpmd missing.
 set -u
-[ $# -ge 2 ] || { sed -n '2,18p' "$0"; exit 1; }
+# shellcheck source=p2p-config.sh
+. "$(dirname "$0")/p2p-config.sh"
+[ $# -ge 2 ] || { sed -n '2,17p' "$0"; exit 1; }
 A=$1; B=$2; ROUNDS=${3:-5}
 MODE=${MODE:-io}; SIZE=${SIZE:-64}; SECS=${SECONDS_PER_RUN:-3}
 command -v dpdk-testpmd >/dev/null || { echo "SKIP: dpdk-testpmd not found (apt-get install -y dpdk)"; exit 77; }
@@ -40,22 +42,7 @@ value() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" <<<"$1"; }
 one_run() {   # label dir
     local label=$1 dir=$2 inst="ab$$" i prev cur
     rm -f "$work"/*.sock "/dev/shm/sluice-$inst.stats"
-    cat >"$work/p2p.ini" <<EOF
-[dataplane]
-cores = 1
-poll = 0
-hugepages = off
-socket-dir = $work
-instance = $inst
-[port p0]
-type = vhost-user
-socket = s0.sock
-[port p1]
-type = vhost-user
-socket = s1.sock
-[p2p link0]
-ports = p0, p1
-EOF
+    write_p2p_config "$work/p2p.ini" 1 "$work" "$inst"
     taskset -c 1 "$dir/sluice" --config "$work/p2p.ini" --cores 1 --poll 0 >"$work/dut.log" 2>&1 &
     DUT=$!
     for i in $(seq 50); do [ -S "$work/s0.sock" ] && [ -S "$work/s1.sock" ] && break; sleep 0.1; done
