@@ -61,16 +61,6 @@ struct PollList {
         }
     }
 
-    /// Before the worker sleeps: every guest that wants an interrupt gets it.
-    func settleNotifications() {
-        guard let e = entries else { return }
-        for i in 0..<count {
-            switch e[i] {
-            case .p2p(let d): d.pointee.settleNotifications()
-            }
-        }
-    }
-
     func hasPendingWork() -> Bool {
         guard let e = entries else { return false }
         for i in 0..<count {

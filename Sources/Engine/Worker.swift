@@ -103,7 +103,7 @@ public final class Worker: @unchecked Sendable {
             case .busyPoll:
                 sl_pause()
             case .interval(let micros):
-                pollList.settleNotifications()
+                // Nothing is left unsignalled: a poll that moves nothing settles its queues.
                 Clock.sleep(micros: micros)
                 counters.idleCycles.add(sl_rdtsc() &- t1)
             case .event:
@@ -111,7 +111,6 @@ public final class Worker: @unchecked Sendable {
                 // before notifications were on would otherwise never be seen.
                 if !notificationsOn { pollList.setNotifications(true); notificationsOn = true }
                 if pollList.hasPendingWork() { continue }
-                pollList.settleNotifications()
                 _ = epoll.waitAny(timeoutMillis: 200)
                 EventFD.drain(wakeFD)
                 pollList.drainKicks()

@@ -28,10 +28,13 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         dstSegs = .allocate()
     }
 
-    /// Signal, with a barrier, anything `poll` left unsignalled (before the worker sleeps).
+    /// Signal, with a barrier, anything an earlier burst left unsignalled (see
+    /// `Virtqueue.notifyLazily`). `poll` calls it whenever it moves nothing, so a worker
+    /// whose poll list came back empty has nothing left open when it sleeps.
+    @inlinable
     public func settleNotifications() {
-        if src.isLive { src.notifyIfNeeded() }
-        if dst.isLive { dst.notifyIfNeeded() }
+        if src.hasUnsignalledUsed && src.isLive { src.notifyIfNeeded() }
+        if dst.hasUnsignalledUsed && dst.isLive { dst.notifyIfNeeded() }
     }
 
     /// Free the scratch (the entry is off every poll list).
@@ -46,16 +49,11 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
     @inlinable @inline(__always)
     public func poll() -> Int {
         let src = self.src, dst = self.dst
-        guard src.isLive else { return 0 }
+        // Nothing to move: settle what an earlier burst left open. Once per burst-then-idle
+        // (then nothing is open), so idle polls stay on the one line they must read.
+        guard src.isLive else { settleNotifications(); return 0 }
         let n0 = src.availableCount()
-        if n0 == 0 {
-            // Nothing to move: settle, with a barrier, a signal an earlier burst left open
-            // (see notifyLazily). Once per burst-then-idle, so idle polls stay on the one
-            // line they must read (the receiver's avail line changes with every refill).
-            if src.hasUnsignalledUsed { src.notifyIfNeeded() }
-            if dst.hasUnsignalledUsed && dst.isLive { dst.notifyIfNeeded() }
-            return 0
-        }
+        if n0 == 0 { settleNotifications(); return 0 }
         let n = n0 < Self.burst ? n0 : Self.burst
         if !dst.isLive { return dropAll(n) }
 
@@ -162,8 +160,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         // The receiver need not kick us when it posts RX buffers: we look at them every burst.
         dst.suppressKicks()
         // No barrier here: it would wait for every store of the burst (lines the other
-        // CPU holds) to complete. The next empty poll (or the worker, before it sleeps)
-        // settles what this leaves open with one.
+        // CPU holds) to complete. The next empty poll settles what this leaves open.
         src.notifyLazily()
         dst.notifyLazily()
         srcCounters.rxPackets.add(UInt64(rxPackets))

@@ -130,8 +130,8 @@ public struct Virtqueue: BitwiseCopyable, @unchecked Sendable {
 
     /// Signal the guest's call eventfd if its notification rules ask for it — exactly:
     /// after this returns, a guest that asked for an interrupt for anything published
-    /// so far has been (or will be) signalled. Costs a full barrier; the worker calls
-    /// it before it sleeps. The per-burst path uses `notifyLazily`.
+    /// so far has been (or will be) signalled. Costs a full barrier; the p2p link calls
+    /// it when a poll moves nothing. The per-burst path uses `notifyLazily`.
     @inlinable
     public func notifyIfNeeded() {
         if !hasUnsignalledUsed { return }

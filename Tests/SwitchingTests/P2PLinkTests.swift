@@ -349,6 +349,21 @@ final class P2PLinkTests: XCTestCase {
         XCTAssertFalse(f.signalled(f.callB), "signalled once")
     }
 
+    func testASenderThatGoesDownStillLetsTheReceiverBeSignalled() throws {
+        // The receiver turns interrupts on after the last burst, then the sender's queue
+        // stops (guest reset): the next poll moves nothing and still signals the receiver.
+        let f = try P2PFixture(b: GuestFeatures(eventIdx: false))
+        f.rxB.availFlags = VringFlag.noInterrupt
+        f.rxB.postRX(bufferSize: 2048, count: 2)
+        f.txA.postTX(testFrame(64))
+        XCTAssertEqual(f.link.poll(), 1)
+        XCTAssertFalse(f.signalled(f.callB))
+        f.rxB.availFlags = 0
+        f.txA.state.pointee.enabled = false
+        XCTAssertEqual(f.link.poll(), 0)
+        XCTAssertTrue(f.signalled(f.callB), "the frame B received is announced")
+    }
+
     func testSettleSignalsWhatThePollLeftOpen() throws {
         // Before a worker sleeps it settles with a barrier (event and interval modes).
         let f = try P2PFixture(a: GuestFeatures(eventIdx: true), b: GuestFeatures(eventIdx: true))

@@ -73,14 +73,15 @@ final class DaemonCLITests: XCTestCase {
 
     /// Start, see worker counters grow through the stats segment, stop with SIGTERM:
     /// exit 0 within 2 s, no socket and no segment left behind.
-    func testStartStatsAndCleanShutdown() throws {
-        let instance = "clitest\(getpid())"
+    /// Start `sluice` on core 0 (busy polling) with two vhost-user ports a and b joined
+    /// by a p2p link, sockets in a fresh directory. The caller stops it.
+    private func startP2PDaemon(instance: String, hugepages: String) throws -> (process: Process, dir: String) {
         let dir = NSTemporaryDirectory() + "sluice-cli-\(UUID().uuidString)"
         let path = try write("""
         [dataplane]
         socket-dir = \(dir)
         instance = \(instance)
-        hugepages = auto
+        hugepages = \(hugepages)
         [port a]
         type = vhost-user
         socket = a.sock
@@ -95,6 +96,12 @@ final class DaemonCLITests: XCTestCase {
         p.arguments = ["--config", path, "--cores", "0", "--poll", "0"]
         p.standardError = FileHandle.nullDevice
         try p.run()
+        return (p, dir)
+    }
+
+    func testStartStatsAndCleanShutdown() throws {
+        let instance = "clitest\(getpid())"
+        let (p, dir) = try startP2PDaemon(instance: instance, hugepages: "auto")
         defer { if p.isRunning { p.terminate() } }
         let segment = "/dev/shm/sluice-\(instance).stats"
         var reader: StatsReader?
@@ -135,26 +142,7 @@ final class DaemonCLITests: XCTestCase {
         // A sender that keeps its TX ring full while the daemon stops: sluice exits 0 at
         // once, and sluice-gen tx reports the closed connection instead of waiting forever.
         let instance = "clistop\(getpid())"
-        let dir = NSTemporaryDirectory() + "sluice-cli-\(UUID().uuidString)"
-        let path = try write("""
-        [dataplane]
-        socket-dir = \(dir)
-        instance = \(instance)
-        hugepages = off
-        [port a]
-        type = vhost-user
-        socket = a.sock
-        [port b]
-        type = vhost-user
-        socket = b.sock
-        [p2p l]
-        ports = a, b
-        """)
-        let daemon = Process()
-        daemon.executableURL = URL(fileURLWithPath: try binary("sluice"))
-        daemon.arguments = ["--config", path, "--cores", "0", "--poll", "0"]
-        daemon.standardError = FileHandle.nullDevice
-        try daemon.run()
+        let (daemon, dir) = try startP2PDaemon(instance: instance, hugepages: "off")
         defer { if daemon.isRunning { daemon.terminate() } }
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: dir + "/a.sock") { usleep(50_000) }
 
@@ -166,7 +154,14 @@ final class DaemonCLITests: XCTestCase {
         sender.standardError = err
         try sender.run()
         defer { if sender.isRunning { sender.interrupt() } }
-        usleep(700_000)   // connected, frames flowing (dropped: nobody on b)
+        // Wait until frames flow (nobody is on b: each one is a counted link_down drop).
+        var flowing = false
+        for _ in 0..<100 where !flowing {
+            usleep(50_000)
+            if let r = try? StatsReader(path: "/dev/shm/sluice-\(instance).stats"),
+               let n = try? r.snapshot().value("port.b.drop.link_down"), n > 0 { flowing = true }
+        }
+        XCTAssertTrue(flowing, "no frames reached sluice within 5 s")
         XCTAssertTrue(sender.isRunning, "sender still sending")
 
         let t0 = Date()
