@@ -84,8 +84,10 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
 
         // Then every frame's first bytes and every RX buffer: the whole burst's misses
         // (each a line the other CPU wrote or read last) are in flight before the first copy.
-        for i in 0..<n { src.prefetchFirstBuffer(head: src.availHead(i), forWrite: false) }
-        for i in 0..<m { dst.prefetchFirstBuffer(head: dst.availHead(i), forWrite: true) }
+        // Lines we will probably only read (RX header, used entries: see `writeHeader`,
+        // `pushUsed`) are fetched shared, so the guest keeps its copy.
+        for i in 0..<n { src.prefetchFirstBuffer(head: src.availHead(i)) }
+        for i in 0..<m { dst.prefetchReceiveBuffer(head: dst.availHead(i), headerSize: hB) }
         src.prefetchUsed(n)
         if m > 0 { dst.prefetchUsed(m) }
         for i in 0..<n {
@@ -188,9 +190,8 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         guard frameLen >= 14, frameLen <= maxFrame else { return nil }
         if s.pointer.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0 && !passCsum { return nil }
         guard let d = dst.singleBuffer(head: dHead, deviceWrites: true), d.length >= s.length else { return nil }
-        d.pointer.copyMemory(from: s.pointer, byteCount: s.length)
-        d.pointer.storeBytes(of: UInt16(1).littleEndian, toByteOffset: VirtioNetHeader.numBuffersOffset, as: UInt16.self)
-        sanitizeHeader(d.pointer, passCsum: passCsum)
+        (d.pointer + 12).copyMemory(from: s.pointer + 12, byteCount: frameLen)
+        writeHeader(d.pointer, from: s.pointer, passCsum: passCsum)
         dst.pushUsed(id: dHead, len: UInt32(s.length))
         return frameLen
     }
@@ -247,6 +248,26 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         }
         if srcFlags & VirtioNetHeader.needsCsum != 0 && !passCsum {
             finishChecksum(srcSegs, dstSegs, hA: hA, hB: hB, frameLen: frameLen)
+        }
+    }
+
+    /// Give the receiver the sender's 12-byte header, sanitized (see `sanitizeHeader`),
+    /// with num_buffers 1, storing only the words that differ from what the buffer
+    /// holds: a recycled buffer usually holds exactly this header already, and a line we
+    /// only read stays valid in the guest's cache, so its read of the header does not
+    /// have to fetch the line back from this CPU.
+    @inlinable @inline(__always)
+    func writeHeader(_ d: UnsafeMutableRawPointer, from s: UnsafeMutableRawPointer, passCsum: Bool) {
+        let keep = passCsum && s.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0
+        // flags, gso_type, hdr_len, gso_size, csum_start | csum_offset, num_buffers
+        var lo: UInt64 = 0, hi = UInt32(1) << 16
+        if keep {
+            lo = UInt64(VirtioNetHeader.needsCsum) | UInt64(littleEndian: s.loadUnaligned(as: UInt64.self)) & 0xffff_0000_0000_0000
+            hi |= UInt32(littleEndian: s.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) & 0xffff
+        }
+        if UInt64(littleEndian: d.loadUnaligned(as: UInt64.self)) != lo { d.storeBytes(of: lo.littleEndian, as: UInt64.self) }
+        if UInt32(littleEndian: d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) != hi {
+            d.storeBytes(of: hi.littleEndian, toByteOffset: 8, as: UInt32.self)
         }
     }
 

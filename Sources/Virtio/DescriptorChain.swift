@@ -135,7 +135,7 @@ extension Virtqueue {
     /// translation, nothing followed). Lets the next frame's data arrive while the
     /// current one is copied.
     @inlinable
-    public func prefetchFirstBuffer(head: UInt16, forWrite: Bool) {
+    public func prefetchFirstBuffer(head: UInt16) {
         let s = state
         guard head < s.pointee.size, let mem = s.pointee.memory else { return }
         let d = s.pointee.desc.unsafelyUnwrapped + Int(head) &* 16
@@ -143,8 +143,25 @@ extension Virtqueue {
         if flags & VringDescFlag.indirect != 0 { return }
         let len = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
         guard let p = mem.translate(d.loadUnaligned(as: UInt64.self), len < 128 ? len : 128) else { return }
-        if forWrite { sl_prefetch_w(p) } else { sl_prefetch(p) }
-        if len > 64 { if forWrite { sl_prefetch_w(p + 64) } else { sl_prefetch(p + 64) } }
+        sl_prefetch(p)
+        if len > 64 { sl_prefetch(p + 64) }
+    }
+
+    /// Start loading the first buffer of the RX chain at `head`: the line of its
+    /// `headerSize`-byte header for reading (it is rewritten only where it differs), the
+    /// line where the frame starts for writing.
+    @inlinable
+    public func prefetchReceiveBuffer(head: UInt16, headerSize: Int) {
+        let s = state
+        guard head < s.pointee.size, let mem = s.pointee.memory else { return }
+        let d = s.pointee.desc.unsafelyUnwrapped + Int(head) &* 16
+        let flags = d.loadUnaligned(fromByteOffset: 12, as: UInt16.self)
+        if flags & VringDescFlag.indirect != 0 { return }
+        let len = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+        guard len > UInt32(headerSize), let p = mem.translate(d.loadUnaligned(as: UInt64.self), UInt32(headerSize) &+ 1) else { return }
+        let frame = p + headerSize
+        if UInt(bitPattern: p) & ~63 != UInt(bitPattern: frame) & ~63 { sl_prefetch(p) }
+        sl_prefetch_w(frame)
     }
 }
 

@@ -96,13 +96,17 @@ public struct Virtqueue: BitwiseCopyable, @unchecked Sendable {
         let s = state
         let slot = Int(s.pointee.usedIdx & s.pointee.mask)
         let e = s.pointee.used.unsafelyUnwrapped + 4 + slot * 8
-        e.storeBytes(of: UInt32(id), as: UInt32.self)
-        e.storeBytes(of: len, toByteOffset: 4, as: UInt32.self)
+        let entry = UInt64(id) | UInt64(len) << 32
+        // In-order rings get the same entry in a slot lap after lap: skip the store then,
+        // so the line stays valid in the driver's cache instead of moving to this CPU.
+        if e.loadUnaligned(as: UInt64.self) != entry.littleEndian {   // entries are 4-byte aligned
+            e.storeBytes(of: entry.littleEndian, as: UInt64.self)
+        }
         s.pointee.usedIdx &+= 1
     }
 
-    /// Start owning the used-ring lines the next `count` entries go to (they were last
-    /// read by the driver on another CPU), so the stores of `pushUsed` do not wait.
+    /// Start loading the used-ring lines the next `count` entries go to. For reading:
+    /// `pushUsed` compares before it stores, and usually finds the entry already there.
     @inlinable
     public func prefetchUsed(_ count: Int) {
         let s = state
@@ -111,10 +115,10 @@ public struct Virtqueue: BitwiseCopyable, @unchecked Sendable {
         let mask = s.pointee.mask   // split ring sizes are powers of two
         var k = 0
         while k < count {   // one line per 8 entries, wrapping with the ring
-            sl_prefetch_w(used + 4 + Int((first &+ UInt16(truncatingIfNeeded: k)) & mask) &* 8)
+            sl_prefetch(used + 4 + Int((first &+ UInt16(truncatingIfNeeded: k)) & mask) &* 8)
             k &+= 8
         }
-        sl_prefetch_w(used + 4 + Int((first &+ UInt16(truncatingIfNeeded: count &- 1)) & mask) &* 8)
+        sl_prefetch(used + 4 + Int((first &+ UInt16(truncatingIfNeeded: count &- 1)) & mask) &* 8)
     }
 
     /// Publish queued used entries with one store; then tell the guest where we want

@@ -329,6 +329,41 @@ final class P2PLinkTests: XCTestCase {
         XCTAssertEqual(f.counter("b", "drop.no_rx_buffer"), 1)
     }
 
+    func testBytesAlreadyInPlaceAreKeptAndStaleOnesReplaced() throws {
+        // The fast path stores a header word or a used entry only where it differs from
+        // what guest memory holds (recycled buffers and in-order slots usually hold it
+        // already). Whatever was there before, the guest must read exactly the right bytes.
+        let f = try P2PFixture(queueSize: 8)
+        let right = netHeader(numBuffers: 1)
+        let ringUsed = f.rxB.memory.pointer(f.rxB.usedGPA) + 4
+        for lap in 0..<3 {   // three laps of an 8-entry ring: slots and buffers are reused
+            let frames = (0..<4).map { testFrame(60 + $0, seed: UInt8(lap * 4 + $0)) }
+            for fr in frames { f.txA.postTX(fr) }
+            let rx = f.rxB.postRX(bufferSize: 256, count: 4)
+            let gpa = rx.map { f.rxB.buffers[$0]![0].gpa }
+            f.rxB.memory.write(right, at: gpa[0])                                  // exactly right
+            f.rxB.memory.write(netHeader(numBuffers: 0), at: gpa[1])               // last word stale
+            f.rxB.memory.write(netHeader(flags: 2, numBuffers: 1), at: gpa[2])     // first word stale
+            // gpa[3] keeps the 0xa5 fill: both words stale.
+            let firstSlot = Int((lap * 4) % 8)
+            (ringUsed + firstSlot * 8).storeBytes(of: UInt32(rx[0]), as: UInt32.self)             // right entry
+            (ringUsed + firstSlot * 8 + 4).storeBytes(of: UInt32(12 + 60), as: UInt32.self)
+            (ringUsed + (firstSlot + 1) * 8).storeBytes(of: UInt32(rx[1]), as: UInt32.self)       // stale len
+            (ringUsed + (firstSlot + 1) * 8 + 4).storeBytes(of: UInt32(999), as: UInt32.self)
+            (ringUsed + (firstSlot + 2) * 8).storeBytes(of: UInt32(77), as: UInt32.self)          // stale id
+            (ringUsed + (firstSlot + 2) * 8 + 4).storeBytes(of: UInt32(12 + 62), as: UInt32.self)
+            XCTAssertEqual(f.link.poll(), 4, "lap \(lap)")
+            let got = f.received()
+            XCTAssertEqual(got.map { $0.chains.map(\.id) }, rx.map { [UInt32($0)] }, "lap \(lap)")
+            XCTAssertEqual(got.map { $0.chains.map(\.len) }, frames.map { [UInt32(12 + $0.count)] }, "lap \(lap)")
+            for (k, r) in got.enumerated() where k < frames.count {
+                XCTAssertEqual(r.header, right, "lap \(lap) header \(k)")
+                assertBytes(r.frame, frames[k], "lap \(lap) frame \(k)")
+            }
+            XCTAssertEqual(f.txA.takeUsed().count, 4)
+        }
+    }
+
     func testInterruptAskedForRightAfterABurstArrivesOnTheNextPoll() throws {
         // The burst checks the guest's flags without a barrier; a guest that turns
         // interrupts on just then is signalled by a later poll, even with no new frames.
