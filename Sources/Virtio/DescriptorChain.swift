@@ -131,18 +131,25 @@ extension Virtqueue {
         return (p, Int(len))
     }
 
-    /// Start loading the first buffer of the chain at `head` (a hint: no checks beyond
-    /// translation, nothing followed). Lets the next frame's data arrive while the
-    /// current one is copied.
+    /// The first descriptor's buffer of the chain at `head`, translated (at most
+    /// `limit` bytes checked), for prefetch hints only: nil for an indirect chain or
+    /// anything that does not translate; nothing followed or validated further.
+    @inlinable
+    func firstBufferHint(head: UInt16, limit: UInt32) -> (pointer: UnsafeMutableRawPointer, length: UInt32)? {
+        let s = state
+        guard head < s.pointee.size, let mem = s.pointee.memory else { return nil }
+        let d = s.pointee.desc.unsafelyUnwrapped + Int(head) &* 16
+        if d.loadUnaligned(fromByteOffset: 12, as: UInt16.self) & VringDescFlag.indirect != 0 { return nil }
+        let len = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+        guard let p = mem.translate(d.loadUnaligned(as: UInt64.self), len < limit ? len : limit) else { return nil }
+        return (p, len)
+    }
+
+    /// Start loading the first buffer of the chain at `head` (its first two lines, for
+    /// reading). Lets the frames' data arrive while earlier ones are copied.
     @inlinable
     public func prefetchFirstBuffer(head: UInt16) {
-        let s = state
-        guard head < s.pointee.size, let mem = s.pointee.memory else { return }
-        let d = s.pointee.desc.unsafelyUnwrapped + Int(head) &* 16
-        let flags = d.loadUnaligned(fromByteOffset: 12, as: UInt16.self)
-        if flags & VringDescFlag.indirect != 0 { return }
-        let len = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
-        guard let p = mem.translate(d.loadUnaligned(as: UInt64.self), len < 128 ? len : 128) else { return }
+        guard let (p, len) = firstBufferHint(head: head, limit: 128) else { return }
         sl_prefetch(p)
         if len > 64 { sl_prefetch(p + 64) }
     }
@@ -152,13 +159,8 @@ extension Virtqueue {
     /// line where the frame starts for writing.
     @inlinable
     public func prefetchReceiveBuffer(head: UInt16, headerSize: Int) {
-        let s = state
-        guard head < s.pointee.size, let mem = s.pointee.memory else { return }
-        let d = s.pointee.desc.unsafelyUnwrapped + Int(head) &* 16
-        let flags = d.loadUnaligned(fromByteOffset: 12, as: UInt16.self)
-        if flags & VringDescFlag.indirect != 0 { return }
-        let len = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
-        guard len > UInt32(headerSize), let p = mem.translate(d.loadUnaligned(as: UInt64.self), UInt32(headerSize) &+ 1) else { return }
+        guard let (p, len) = firstBufferHint(head: head, limit: UInt32(headerSize) &+ 1),
+              len > UInt32(headerSize) else { return }
         let frame = p + headerSize
         if UInt(bitPattern: p) & ~63 != UInt(bitPattern: frame) & ~63 { sl_prefetch(p) }
         sl_prefetch_w(frame)
