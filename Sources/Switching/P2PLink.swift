@@ -84,7 +84,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
 
         // Then every frame's first bytes and every RX buffer: the whole burst's misses
         // (each a line the other CPU wrote or read last) are in flight before the first copy.
-        // Lines we will probably only read (RX header, used entries: see `writeHeader`,
+        // Lines we will probably only read (RX header, used entries: see `storeHeader`,
         // `pushUsed`) are fetched shared, so the guest keeps its copy.
         for i in 0..<n { src.prefetchFirstBuffer(head: src.availHead(i)) }
         for i in 0..<m { dst.prefetchReceiveBuffer(head: dst.availHead(i), headerSize: hB) }
@@ -191,7 +191,7 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         if s.pointer.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0 && !passCsum { return nil }
         guard let d = dst.singleBuffer(head: dHead, deviceWrites: true), d.length >= s.length else { return nil }
         (d.pointer + 12).copyMemory(from: s.pointer + 12, byteCount: frameLen)
-        writeHeader(d.pointer, from: s.pointer, passCsum: passCsum)
+        storeHeader(receiverHeader(from: s.pointer, numBuffers: 1, passCsum: passCsum), at: d.pointer)
         dst.pushUsed(id: dHead, len: UInt32(s.length))
         return frameLen
     }
@@ -220,9 +220,8 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         // Fast path: both in one buffer and both 12-byte headers.
         if srcSegs.count == 1 && dstSegs.count == 1 && hA == 12 && hB == 12 {
             let s = srcSegs.pointer(0), d = dstSegs.pointer(0)
-            d.copyMemory(from: s, byteCount: 12 + frameLen)
-            d.storeBytes(of: numBuffers.littleEndian, toByteOffset: VirtioNetHeader.numBuffersOffset, as: UInt16.self)
-            sanitizeHeader(d, passCsum: passCsum)
+            (d + 12).copyMemory(from: s + 12, byteCount: frameLen)
+            storeHeader(receiverHeader(from: s, numBuffers: numBuffers, passCsum: passCsum), at: d)
             if s.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0 && !passCsum {
                 finishChecksum(srcSegs, dstSegs, hA: hA, hB: hB, frameLen: frameLen)
             }
@@ -242,8 +241,9 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         withUnsafeMutableBytes(of: &hdr) { h in
             _ = gatherBytes(srcSegs, offset: 0, into: h.baseAddress!, 10)
             srcFlags = h.load(as: UInt8.self)
-            h.storeBytes(of: numBuffers.littleEndian, toByteOffset: VirtioNetHeader.numBuffersOffset, as: UInt16.self)
-            sanitizeHeader(h.baseAddress!, passCsum: passCsum)
+            let words = receiverHeader(from: h.baseAddress!, numBuffers: numBuffers, passCsum: passCsum)
+            h.storeBytes(of: words.lo.littleEndian, as: UInt64.self)
+            h.storeBytes(of: words.hi.littleEndian, toByteOffset: 8, as: UInt32.self)
             _ = scatterBytes(dstSegs, offset: 0, from: h.baseAddress!, hB)
         }
         if srcFlags & VirtioNetHeader.needsCsum != 0 && !passCsum {
@@ -251,36 +251,32 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         }
     }
 
-    /// Give the receiver the sender's 12-byte header, sanitized (see `sanitizeHeader`),
-    /// with num_buffers 1, storing only the words that differ from what the buffer
-    /// holds: a recycled buffer usually holds exactly this header already, and a line we
-    /// only read stays valid in the guest's cache, so its read of the header does not
-    /// have to fetch the line back from this CPU.
+    /// The receiver's 12-byte header for a sender's header at `s` (its first 10 bytes
+    /// are read) as two little-endian words: NEEDS_CSUM and its offsets only when the
+    /// receiver negotiated GUEST_CSUM; never GSO fields (no GUEST_TSO/UFO offered) or
+    /// other flags; `numBuffers` in bytes 10–11 (a 10-byte receiver header drops them).
+    /// DATA_VALID is set later if the checksum is completed here.
     @inlinable @inline(__always)
-    func writeHeader(_ d: UnsafeMutableRawPointer, from s: UnsafeMutableRawPointer, passCsum: Bool) {
-        let keep = passCsum && s.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0
-        // flags, gso_type, hdr_len, gso_size, csum_start | csum_offset, num_buffers
-        var lo: UInt64 = 0, hi = UInt32(1) << 16
-        if keep {
+    func receiverHeader(from s: UnsafeRawPointer, numBuffers: UInt16, passCsum: Bool) -> (lo: UInt64, hi: UInt32) {
+        // lo: flags, gso_type, hdr_len, gso_size, csum_start; hi: csum_offset, num_buffers
+        var lo: UInt64 = 0, hi = UInt32(numBuffers) << 16
+        if passCsum && s.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0 {
             lo = UInt64(VirtioNetHeader.needsCsum) | UInt64(littleEndian: s.loadUnaligned(as: UInt64.self)) & 0xffff_0000_0000_0000
-            hi |= UInt32(littleEndian: s.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) & 0xffff
+            hi |= UInt32(UInt16(littleEndian: s.loadUnaligned(fromByteOffset: 8, as: UInt16.self)))
         }
-        if UInt64(littleEndian: d.loadUnaligned(as: UInt64.self)) != lo { d.storeBytes(of: lo.littleEndian, as: UInt64.self) }
-        if UInt32(littleEndian: d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) != hi {
-            d.storeBytes(of: hi.littleEndian, toByteOffset: 8, as: UInt32.self)
-        }
+        return (lo, hi)
     }
 
-    /// What the receiver may see of the sender's header: NEEDS_CSUM and its offsets only
-    /// when it negotiated GUEST_CSUM; never GSO fields (no GUEST_TSO/UFO offered) or
-    /// other flags. DATA_VALID is set later if the checksum is completed here.
-    @inlinable
-    func sanitizeHeader(_ h: UnsafeMutableRawPointer, passCsum: Bool) {
-        let keep = passCsum && h.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0
-        h.storeBytes(of: keep ? VirtioNetHeader.needsCsum : 0, as: UInt8.self)
-        h.storeBytes(of: 0, toByteOffset: 1, as: UInt8.self)            // gso_type NONE
-        h.storeBytes(of: UInt32(0), toByteOffset: 2, as: UInt32.self)   // hdr_len, gso_size
-        if !keep { h.storeBytes(of: UInt32(0), toByteOffset: 6, as: UInt32.self) }   // csum_start, csum_offset
+    /// Store a 12-byte header at `d`, only the words that differ from what is there: a
+    /// recycled buffer usually holds exactly this header already (DPDK's vhost does the
+    /// same), and a line we only read stays valid in the guest's cache, so its read of
+    /// the header does not have to fetch the line back from this CPU.
+    @inlinable @inline(__always)
+    func storeHeader(_ h: (lo: UInt64, hi: UInt32), at d: UnsafeMutableRawPointer) {
+        if d.loadUnaligned(as: UInt64.self) != h.lo.littleEndian { d.storeBytes(of: h.lo.littleEndian, as: UInt64.self) }
+        if d.loadUnaligned(fromByteOffset: 8, as: UInt32.self) != h.hi.littleEndian {
+            d.storeBytes(of: h.hi.littleEndian, toByteOffset: 8, as: UInt32.self)
+        }
     }
 
     /// Compute the checksum the sender left to the device (NEEDS_CSUM) from the sender's
