@@ -301,20 +301,33 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         }
     }
 
+    /// Most RX chains one frame may be spread over (MRG_RXBUF). A 9018-byte frame in
+    /// chains of at least 144 bytes fits; a guest that posts smaller buffers gets a drop.
+    public static let maxMergedChains = 64
+
     /// MRG_RXBUF: spread a frame over several RX chains. Checks there is room first
     /// (walking ahead), then copies. Returns the chains used, or 0 when there was not
     /// enough room (nothing consumed).
+    ///
+    /// Each avail slot is read once: the heads seen while measuring are the heads filled
+    /// and returned. Re-reading them would return ids the guest never offered when an RX
+    /// buffer overlaps the guest's own avail ring (the copy rewrites it), and a guest that
+    /// rewrites a descriptor between the two walks gets short copies, never a negative
+    /// length or an offset outside the frame.
     @inline(never)
     @usableFromInline
     func placeMerged(first: Int, firstLen: Int, srcSegs: SegmentList, dstSegs: SegmentList,
                      available: Int, hA: Int, hB: Int, frameLen: Int, passCsum: Bool) -> Int {
         let need = hB + frameLen
+        var heads = InlineArray<64, UInt16>(repeating: 0)
+        heads[0] = dst.availHead(first)
         var room = firstLen
         var chains = 1
         while room < need {
-            if chains >= available { return 0 }
+            if chains >= available || chains >= Self.maxMergedChains { return 0 }
             let h = dst.availHead(first &+ chains)
             if dst.walkChain(head: h, deviceWrites: true, into: dstSegs) != .none { return 0 }
+            heads[chains] = h
             room += dstSegs.totalLength
             chains += 1
         }
@@ -322,21 +335,26 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         var written = 0
         var srcOffset = hA
         for k in 0..<chains {
-            let h = dst.availHead(first &+ k)
-            _ = dst.walkChain(head: h, deviceWrites: true, into: dstSegs)
-            var n: Int
+            let h = heads[k]
+            if dst.walkChain(head: h, deviceWrites: true, into: dstSegs) != .none { dstSegs.reset() }
+            let length = dstSegs.totalLength
             if k == 0 {
-                n = min(dstSegs.totalLength - hB, frameLen)
-                _ = copySegments(from: srcSegs, srcOffset: srcOffset, to: dstSegs, dstOffset: hB, length: n)
-                writeHeader(srcSegs, dstSegs, hA: hA, hB: hB, frameLen: frameLen, numBuffers: UInt16(chains), passCsum: passCsum)
-                dst.pushUsed(id: h, len: UInt32(hB + n))
+                // A chain that shrank below the header since it was measured gets nothing.
+                let n = length >= hB ? min(length - hB, frameLen) : 0
+                if length >= hB {
+                    _ = copySegments(from: srcSegs, srcOffset: srcOffset, to: dstSegs, dstOffset: hB, length: n)
+                    writeHeader(srcSegs, dstSegs, hA: hA, hB: hB, frameLen: frameLen, numBuffers: UInt16(chains), passCsum: passCsum)
+                }
+                dst.pushUsed(id: h, len: UInt32(length >= hB ? hB + n : 0))
+                srcOffset += n
+                written += hB + n
             } else {
-                n = min(dstSegs.totalLength, need - written)
+                let n = min(length, max(0, need - written))
                 _ = copySegments(from: srcSegs, srcOffset: srcOffset, to: dstSegs, dstOffset: 0, length: n)
                 dst.pushUsed(id: h, len: UInt32(n))
+                srcOffset += n
+                written += n
             }
-            srcOffset += n
-            written += (k == 0 ? hB : 0) + n
         }
         return chains
     }

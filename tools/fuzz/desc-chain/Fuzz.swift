@@ -176,6 +176,12 @@ public func descChainFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) ->
         let before = (countersA.map(\.value), countersB.map(\.value))
         let srcLast = srcQueue.state.pointee.lastAvail, srcUsed = srcQueue.state.pointee.usedIdx
         let dstLast = dstQueue.state.pointee.lastAvail, dstUsed = dstQueue.state.pointee.usedIdx
+        // The heads the destination offers, read before the poll. A guest may aim an RX
+        // buffer at its own avail ring; the copy then rewrites what it offered (the guest
+        // only hurts itself), and ids can only be checked for range (see below).
+        let dstBefore = dstQueue.state.pointee
+        let availBytes = 4 + Int(dstBefore.size) * 2
+        let availBefore = [UInt8](UnsafeRawBufferPointer(start: dstBefore.avail!, count: availBytes))
         let taken = link.poll()
         let d = { (c: [StatsCounter], b: [UInt64], i: Int) in c[i].value &- b[i] }
         let rx = d(countersA, before.0, 0), badDesc = d(countersA, before.0, 4), badLen = d(countersA, before.0, 7)
@@ -199,11 +205,17 @@ public func descChainFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) ->
         if strict && dstPushed > 0 {
             // Every id given back must be a head the guest made available in the consumed slots.
             let dst = dstQueue.state.pointee
+            let ringRewritten = availBefore != [UInt8](UnsafeRawBufferPointer(start: dst.avail!, count: availBytes))
             var offered: [UInt32] = (0..<dstTaken).map { i in
-                UInt32(dst.avail!.load(fromByteOffset: 4 + Int((dstLast &+ UInt16(i)) & dst.mask) * 2, as: UInt16.self))
+                let slot = Int((dstLast &+ UInt16(i)) & dst.mask)
+                return UInt32(availBefore[4 + slot * 2]) | UInt32(availBefore[5 + slot * 2]) << 8
             }
             for k in 0..<dstPushed {
                 let id = dst.used!.load(fromByteOffset: 4 + Int((dstUsed &+ UInt16(k)) & dst.mask) * 8, as: UInt32.self)
+                if ringRewritten {
+                    guard id < UInt32(dst.size) else { fail("round \(round): RX id \(id) is not a descriptor") }
+                    continue
+                }
                 guard let at = offered.firstIndex(of: id) else { fail("round \(round): RX chain \(id) returned but not offered (or twice)") }
                 offered.remove(at: at)
             }
