@@ -31,11 +31,13 @@ let package = Package(
         .target(name: "Stats", dependencies: ["CSluice"], swiftSettings: hot),
         .target(name: "Virtio", dependencies: ["Platform", "Memory", "CSluice"], swiftSettings: hot),
         .target(name: "VhostUser", dependencies: ["Virtio", "Platform", "CSluice"], swiftSettings: hot),
-        .target(name: "Switching", dependencies: ["Virtio", "VhostUser", "Memory", "Stats", "CSluice"], swiftSettings: hot),
+        // Ports: what a worker polls (PollSource) and the receive/transmit bursts of every port kind.
+        .target(name: "Ports", dependencies: ["Virtio", "Memory", "Stats", "Platform", "CSluice"], swiftSettings: hot),
+        .target(name: "Switching", dependencies: ["Ports", "Virtio", "VhostUser", "Memory", "Stats", "Platform", "CSluice"], swiftSettings: hot),
         .target(
             name: "Engine",
             dependencies: [
-                "Config", "Platform", "Memory", "Stats", "Virtio", "VhostUser", "Switching", "CSluice",
+                "Config", "Platform", "Memory", "Stats", "Virtio", "VhostUser", "Ports", "Switching", "CSluice",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: hot
@@ -74,7 +76,7 @@ let package = Package(
         .testTarget(name: "MemoryTests", dependencies: ["Memory", "Platform"]),
         .testTarget(name: "StatsTests", dependencies: ["Stats", "Platform"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Memory", "Platform"]),
-        .testTarget(name: "SwitchingTests", dependencies: ["Switching", "Virtio", "Stats", "Platform"]),
+        .testTarget(name: "SwitchingTests", dependencies: ["Switching", "Ports", "Memory", "Virtio", "Stats", "Platform"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "Platform"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Config", "Stats", "Memory", "VhostUser", "Virtio", "Platform"]),
         .testTarget(name: "SystemTests", dependencies: ["Stats", "Config"]),

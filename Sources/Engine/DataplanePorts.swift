@@ -1,60 +1,76 @@
 import Config
 import Logging
 import Platform
+import Ports
 import Stats
 import Switching
 import VhostUser
-import Virtio
 
-/// Config → running graph: ports, their devices, and p2p links split into
-/// directions on workers' poll lists.
+/// Config → running graph: every `[port]` becomes a `DataplanePort`, then each
+/// element builder (p2p links, switches; later networks and blk exports) turns its
+/// sections into poll sources on the workers.
 extension Dataplane {
+    /// One builder per section kind. A new kind of section is one more entry here.
+    static let builders: [any ElementBuilder] = [P2PBuilder(), SwitchBuilder()]
+
     func buildPorts() throws(EngineError) {
         for (id, pc) in config.ports.enumerated() {
-            guard pc.type == .vhostUser else {
-                throw EngineError("\(config.file):\(pc.line): port \(pc.name): type \(pc.type.rawValue) is not implemented yet (only vhost-user ports run today)")
+            switch pc.type {
+            case .vhostUser:
+                var control: [StatsCounter] = []
+                for (name, kind) in VhostUserPort.controlCounterNames {
+                    control.append(try counter("port.\(pc.name).\(name)", kind: kind, slot: stats.controlSlot))
+                }
+                let port = VhostUserPort(id: id, config: pc, counters: control)
+                port.device.hooks = DeviceHooks(
+                    quiesce: { [unowned self] body in self.quiesce(body) },
+                    kickChanged: { [unowned self] queue, old, new in self.kickChanged(port: id, queue: queue, old: old, new: new) })
+                ports.append(port)
+            case .tap:
+                ports.append(TapPort(id: id, config: pc))
+            case .afPacket:
+                ports.append(AfPacketPort(id: id, config: pc))
             }
-            var control: [StatsCounter] = []
-            for (name, kind) in VhostUserPort.controlCounterNames {
-                control.append(try counter("port.\(pc.name).\(name)", kind: kind, slot: stats.controlSlot))
-            }
-            let port = VhostUserPort(id: id, config: pc, counters: control)
-            port.device.hooks = DeviceHooks(
-                quiesce: { [unowned self] body in self.quiesce(body) },
-                kickChanged: { [unowned self] queue, old, new in self.kickChanged(port: id, queue: queue, old: old, new: new) })
-            ports.append(port)
         }
-        var nextWorker = 0
-        for link in config.p2p {
-            guard let a = ports.first(where: { $0.config.name == link.a }),
-                  let b = ports.first(where: { $0.config.name == link.b }) else {
-                throw EngineError("\(config.file):\(link.line): p2p \(link.name): unknown port")
-            }
-            for (src, dst) in [(a, b), (b, a)] {
-                for q in 0..<src.config.queues {
-                    let rx = q % dst.config.queues
-                    // One worker per destination RX queue, so every queue has exactly one owner.
-                    let w = queueOwner[dst.id]?[2 * rx] ?? { defer { nextWorker += 1 }; return nextWorker % workers.count }()
-                    queueOwner[dst.id, default: [:]][2 * rx] = w
-                    queueOwner[src.id, default: [:]][2 * q + 1] = w
-                    let direction = P2PDirection(
-                        src: src.device.queues[2 * q + 1], dst: dst.device.queues[2 * rx],
-                        srcCounters: try portCounters(src.config.name, slot: w),
-                        dstCounters: try portCounters(dst.config.name, slot: w),
-                        maxFrame: src.config.mtu + 18)
-                    let slot = UnsafeMutablePointer<P2PDirection>.allocate(capacity: 1)
-                    slot.initialize(to: direction)
-                    guard workers[w].pollList.append(.p2p(slot)) else {
-                        throw EngineError("worker \(w): poll list full")
-                    }
+        // Host ports must exist before their queues are handed to workers.
+        for p in ports { try p.open(epoll: controlEpoll, logger: logger) }
+        for b in Self.builders { elements += try b.build(self) }
+        // Ports on no element still count, so sluice-stat shows them.
+        for p in ports where queueOwner[p.id] == nil {
+            _ = try portCounters(p.name, slot: 0)
+        }
+    }
+
+    func port(named name: String) -> (any DataplanePort)? { ports.first { $0.name == name } }
+
+    /// The next worker in round-robin order.
+    func nextWorkerIndex() -> Int {
+        defer { nextWorker += 1 }
+        return nextWorker % workers.count
+    }
+
+    /// Record that `worker` polls queue pair `q` of `port` (receive side) and so must
+    /// be woken by its kicks or its fd in event mode.
+    func own(receiveOf port: any DataplanePort, queue q: Int, worker w: Int) throws(EngineError) {
+        if port is VhostUserPort {
+            queueOwner[port.id, default: [:]][VhostUserPort.rxVring(q)] = w
+        } else {
+            queueOwner[port.id, default: [:]][q] = w
+            if let fd = port.wakeFD(q) {
+                do { try workers[w].epoll.add(fd, token: PortToken.make(port: port.id, kind: 0x10 | UInt64(q))) } catch {
+                    throw EngineError("port \(port.name): \(error)")
                 }
             }
         }
-        // Ports not on any link still count, so sluice-stat shows them.
-        for p in ports where queueOwner[p.id] == nil {
-            _ = try portCounters(p.config.name, slot: 0)
-        }
-        for p in ports { try p.open(epoll: controlEpoll, logger: logger) }
+    }
+
+    /// Record that `worker` writes queue pair `q` of `port` (transmit side).
+    func own(transmitOf port: any DataplanePort, queue q: Int, worker w: Int) {
+        if port is VhostUserPort { queueOwner[port.id, default: [:]][VhostUserPort.txVring(q)] = w }
+    }
+
+    func addPollEntry(_ entry: PollEntry, worker w: Int) throws(EngineError) {
+        guard workers[w].pollList.append(entry) else { throw EngineError("worker \(w): poll list full") }
     }
 
     func portCounters(_ port: String, slot: Int) throws(EngineError) -> PortCounters {
@@ -77,27 +93,26 @@ extension Dataplane {
         if old >= 0 { workers[w].epoll.remove(old) }
         if new >= 0 {
             do { try workers[w].epoll.add(new, token: UInt64(port) << 16 | UInt64(queue)) } catch {
-                logger.warning("port \(ports[port].config.name): queue \(queue): \(error)")
+                logger.warning("port \(ports[port].name): queue \(queue): \(error)")
             }
         }
     }
 
     func handlePortEvent(token: UInt64, events: UInt32) {
-        let id = Int(token >> 8) - 1
+        let id = PortToken.port(token)
         guard id >= 0, id < ports.count else { return }
-        switch token & 0xff {
-        case VhostUserPort.listenKind: ports[id].acceptReady(epoll: controlEpoll, logger: logger)
-        case VhostUserPort.connectionKind: ports[id].connectionReady(epoll: controlEpoll, logger: logger)
-        default: break
-        }
+        ports[id].handle(kind: PortToken.kind(token), epoll: controlEpoll, logger: logger)
     }
 
     func portHousekeeping() {
         let now = Clock.monotonicNanos()
         for p in ports { p.tick(now: now, epoll: controlEpoll, logger: logger) }
+        for e in elements { e.housekeeping(now: now) }
     }
 
     func closePorts() {
         for p in ports { p.close(epoll: controlEpoll) }
+        for e in elements { e.teardown() }
+        elements.removeAll()
     }
 }

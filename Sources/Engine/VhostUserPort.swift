@@ -4,13 +4,15 @@ import Glibc
 import Config
 import Logging
 import Platform
+import Ports
 import Stats
 import VhostUser
+import Virtio
 
 /// A `[port]` of type vhost-user: its device (queues live as long as the port),
 /// the socket (listening in server mode, connecting with backoff in client mode)
 /// and the current front-end connection. Control thread only.
-final class VhostUserPort {
+final class VhostUserPort: DataplanePort {
     let id: Int
     let config: PortConfig
     let device: VhostNetDevice
@@ -24,10 +26,32 @@ final class VhostUserPort {
     let refusedMessages: StatsCounter
     let connects: StatsCounter
 
+    private let scratch = ScratchLists()
+
     static let listenKind: UInt64 = 1, connectionKind: UInt64 = 2
-    /// epoll tokens: (id + 1) << 8 | kind, so no port token is ever 0 or the signal token.
-    var listenToken: UInt64 { UInt64(id + 1) << 8 | Self.listenKind }
-    var connectionToken: UInt64 { UInt64(id + 1) << 8 | Self.connectionKind }
+    var listenToken: UInt64 { PortToken.make(port: id, kind: Self.listenKind) }
+    var connectionToken: UInt64 { PortToken.make(port: id, kind: Self.connectionKind) }
+
+    // Virtio-net numbering: queue pair q is RX virtqueue 2q (frames to the guest) and
+    // TX virtqueue 2q + 1 (frames from the guest).
+    var queuePairs: Int { config.queues }
+    var maxFrame: Int { config.mtu + 18 }
+    static func rxVring(_ q: Int) -> Int { 2 * q + 1 }
+    static func txVring(_ q: Int) -> Int { 2 * q }
+    func rx(_ q: Int) -> PortRx {
+        .vhost(VhostRx(queue: device.queues[Self.rxVring(q)], segs: scratch.make(), maxFrame: maxFrame))
+    }
+    func tx(_ q: Int) -> PortTx { .vhost(VhostTx(queue: device.queues[Self.txVring(q)], segs: scratch.make())) }
+    func wakeFD(_ q: Int) -> Int32? { nil }
+    var isUp: Bool { connection != nil && device.queues.contains { $0.isLive } }
+
+    func handle(kind: UInt64, epoll: Epoll, logger: Logger) {
+        switch kind {
+        case Self.listenKind: acceptReady(epoll: epoll, logger: logger)
+        case Self.connectionKind: connectionReady(epoll: epoll, logger: logger)
+        default: break
+        }
+    }
 
     init(id: Int, config: PortConfig, counters: [StatsCounter]) {
         self.id = id
@@ -131,6 +155,7 @@ final class VhostUserPort {
     }
 
     func close(epoll: Epoll) {
+        defer { scratch.freeAll() }
         detach(epoll: epoll)
         device.reset()
         // The engine is going away: the device must not call back into it.

@@ -1,5 +1,6 @@
 import CSluice
 import Platform
+import Ports
 import Stats
 import Memory
 
@@ -9,6 +10,7 @@ struct WorkerCounters: BitwiseCopyable {
     var busyCycles: StatsCounter
     var idleCycles: StatsCounter
     var busyPackets: StatsCounter
+    var allocFail: StatsCounter
 }
 
 /// A pinned polling thread. It owns its poll list: the control thread changes the
@@ -46,8 +48,12 @@ public final class Worker: @unchecked Sendable {
 
     deinit {
         control.destroy()
-        pollList.destroy()
+        pollList.destroy(context(now: 0))
         closeFD(wakeFD)
+    }
+
+    func context(now: UInt64) -> WorkerContext {
+        WorkerContext(worker: id, cache: mempoolCache, now: now, eventMode: policy == .event, allocFail: counters.allocFail)
     }
 
     func start() throws(SystemError) {
@@ -81,6 +87,7 @@ public final class Worker: @unchecked Sendable {
 
     private func run() {
         var notificationsOn = false
+        var ctx = context(now: Clock.monotonicNanos())
         while true {
             if control.pauseRequested {
                 if control.stopRequested { break }
@@ -89,13 +96,14 @@ public final class Worker: @unchecked Sendable {
             }
             if control.stopRequested { break }
             let t0 = sl_rdtsc()
-            let work = pollList.pollAll(worker: self)
+            ctx.now = Clock.monotonicNanos()
+            let work = pollList.all(.poll, ctx)
             let t1 = sl_rdtsc()
             counters.loops.increment()
             if work > 0 {
                 counters.busyCycles.add(t1 &- t0)
                 counters.busyPackets.add(UInt64(work))
-                if notificationsOn { pollList.setNotifications(false); notificationsOn = false }
+                if notificationsOn { _ = pollList.all(.notificationsOff, ctx); notificationsOn = false }
                 continue
             }
             counters.idleCycles.add(t1 &- t0)
@@ -109,11 +117,11 @@ public final class Worker: @unchecked Sendable {
             case .event:
                 // Ask the guests to kick us, then look once more: a buffer that arrived
                 // before notifications were on would otherwise never be seen.
-                if !notificationsOn { pollList.setNotifications(true); notificationsOn = true }
-                if pollList.hasPendingWork() { continue }
+                if !notificationsOn { _ = pollList.all(.notificationsOn, ctx); notificationsOn = true }
+                if pollList.all(.pendingWork, ctx) > 0 { continue }
                 _ = epoll.waitAny(timeoutMillis: 200)
                 EventFD.drain(wakeFD)
-                pollList.drainKicks()
+                _ = pollList.all(.drainWakeups, ctx)
                 counters.idleCycles.add(sl_rdtsc() &- t1)
             }
         }

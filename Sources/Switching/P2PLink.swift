@@ -1,4 +1,5 @@
 import CSluice
+import Ports
 import Stats
 import Virtio
 

@@ -1,0 +1,92 @@
+import Config
+import Logging
+import Platform
+import Ports
+
+/// A `type = tap` port: sluice creates (or attaches to) a tap interface, so the host
+/// kernel is one more station on a switch or one end of a p2p link.
+final class TapPort: DataplanePort {
+    let id: Int
+    let config: PortConfig
+    private var device: TapDevice?
+    private var up = false
+
+    init(id: Int, config: PortConfig) {
+        self.id = id
+        self.config = config
+    }
+
+    var queuePairs: Int { 1 }
+    var maxFrame: Int { config.mtu + 18 }
+    var interface: String { config.interface ?? config.name }
+
+    func open(epoll: Epoll, logger: Logger) throws(EngineError) {
+        do { device = try TapDevice.open(name: interface, mtu: config.mtu) } catch {
+            throw EngineError("port \(config.name): tap \(interface): \(error)")
+        }
+        up = true
+        logger.info("port \(config.name): tap interface \(interface) \(device?.created == false ? "attached" : "created")")
+    }
+
+    func rx(_ q: Int) -> PortRx { device.map { .tap($0.io) } ?? .none }
+    func tx(_ q: Int) -> PortTx { device.map { .tap($0.io) } ?? .none }
+    func wakeFD(_ q: Int) -> Int32? { device?.io.fd }
+    func handle(kind: UInt64, epoll: Epoll, logger: Logger) {}
+
+    func tick(now: UInt64, epoll: Epoll, logger: Logger) {
+        let nowUp = NetInterface.isUp(interface)
+        if nowUp != up {
+            logger.info("port \(config.name): \(interface) is \(nowUp ? "up" : "down")")
+            up = nowUp
+        }
+    }
+
+    var isUp: Bool { device != nil && up }
+
+    func close(epoll: Epoll) { device = nil }
+}
+
+/// A `type = af-packet` port: an existing host interface (a NIC, one end of a veth
+/// pair) attached with an AF_PACKET socket and mmap'ed rings, promiscuous while attached.
+final class AfPacketPort: DataplanePort {
+    let id: Int
+    let config: PortConfig
+    private var socket: PacketSocket?
+    private var up = false
+
+    init(id: Int, config: PortConfig) {
+        self.id = id
+        self.config = config
+    }
+
+    var queuePairs: Int { 1 }
+    var maxFrame: Int { config.mtu + 18 }
+    var interface: String { config.interface ?? config.name }
+
+    func open(epoll: Epoll, logger: Logger) throws(EngineError) {
+        do { socket = try PacketSocket.open(interface: interface, frameSize: 2048 + 128) } catch {
+            throw EngineError("port \(config.name): af-packet \(interface): \(error)")
+        }
+        up = NetInterface.isUp(interface)
+        logger.info("port \(config.name): attached to \(interface) (AF_PACKET, TPACKET_V3 rings)\(up ? "" : "; the interface is down")")
+    }
+
+    func rx(_ q: Int) -> PortRx { socket.map { .packet($0.io) } ?? .none }
+    func tx(_ q: Int) -> PortTx { socket.map { .packet($0.io) } ?? .none }
+    func wakeFD(_ q: Int) -> Int32? { socket?.io.fd }
+    func handle(kind: UInt64, epoll: Epoll, logger: Logger) {}
+
+    /// The socket stays bound while the interface goes down and up; frames flow again
+    /// when it is back. The switch flushes the port's MAC entries on the way down.
+    func tick(now: UInt64, epoll: Epoll, logger: Logger) {
+        let nowUp = NetInterface.isUp(interface)
+        if nowUp != up {
+            logger.info("port \(config.name): \(interface) is \(nowUp ? "up" : "down")")
+            up = nowUp
+        }
+    }
+
+    var isUp: Bool { socket != nil && up }
+
+    func close(epoll: Epoll) { socket = nil }
+}

@@ -1,0 +1,101 @@
+import Memory
+import Platform
+
+/// Bursts for host ports: a tap fd (one read/write per frame; the kernel has no
+/// batched tap API without a vnet header) and an AF_PACKET socket with mmap'ed
+/// TPACKET_V3 rings (no syscall per frame on receive; one `sendto` per burst on transmit).
+public enum HostBurst {
+    /// Largest frame a host port hands the datapath (buffer data room).
+    public static let maxFrame = BufferLayout.dataRoom
+
+    @inlinable
+    public static func receive(tap: TapIO, into batch: inout PacketBatch, limit: Int, _ ctx: WorkerContext, _ c: PortCounters) -> Int {
+        var taken = 0, bytes = 0
+        let pool = ctx.pool
+        while taken < limit && batch.count < PacketBatch.capacity {
+            guard let p = ctx.cache.alloc() else { ctx.allocFail.increment(); break }
+            let n = tap.read(into: pool.data(p), capacity: BufferLayout.dataRoom)
+            if n <= 0 { ctx.cache.free(p); break }
+            taken &+= 1
+            if n < 14 { c.dropBadLength.increment(); ctx.cache.free(p); continue }
+            pool.setReceived(p, length: n)
+            batch.append(p)
+            bytes &+= n
+        }
+        if taken > 0 {
+            c.rxPackets.add(UInt64(batch.count))
+            c.rxBytes.add(UInt64(bytes))
+        }
+        return taken
+    }
+
+    @inlinable
+    public static func transmit(tap: TapIO, _ batch: inout PacketBatch, _ ctx: WorkerContext, _ c: PortCounters) -> Int {
+        let n = batch.count
+        let pool = ctx.pool
+        var sent = 0, bytes = 0
+        for i in 0..<n {
+            let p = batch[i]
+            let len = pool.length(p)
+            if tap.write(pool.frame(p), length: len) { sent &+= 1; bytes &+= len }
+        }
+        batch.withIndices { ctx.cache.free($0, n) }
+        batch.removeAll()
+        c.txPackets.add(UInt64(sent))
+        c.txBytes.add(UInt64(bytes))
+        if sent < n { c.dropNoRxBuffer.add(UInt64(n &- sent)) }
+        return sent
+    }
+
+    @inlinable
+    public static func receive(ring: PacketRingIO, into batch: inout PacketBatch, limit: Int, _ ctx: WorkerContext, _ c: PortCounters) -> Int {
+        var taken = 0, got = 0, bytes = 0
+        let pool = ctx.pool
+        while taken < limit && batch.count < PacketBatch.capacity {
+            guard let f = ring.nextFrame() else { break }
+            taken &+= 1
+            let tagged = f.vlanTCI != nil
+            let len = f.length &+ (tagged ? 4 : 0)
+            if f.truncated || f.length < 14 || len > BufferLayout.dataRoom { c.dropBadLength.increment(); continue }
+            guard let p = ctx.cache.alloc() else { ctx.allocFail.increment(); continue }
+            let d = pool.data(p)
+            if let tci = f.vlanTCI {
+                // The kernel took the 802.1Q tag out of the frame: put it back.
+                d.copyMemory(from: f.pointer, byteCount: 12)
+                d.storeBytes(of: UInt16(0x8100).bigEndian, toByteOffset: 12, as: UInt16.self)
+                d.storeBytes(of: tci.bigEndian, toByteOffset: 14, as: UInt16.self)
+                (d + 16).copyMemory(from: f.pointer + 12, byteCount: f.length &- 12)
+            } else {
+                d.copyMemory(from: f.pointer, byteCount: f.length)
+            }
+            pool.setReceived(p, length: len)
+            batch.append(p)
+            got &+= 1
+            bytes &+= len
+        }
+        if taken > 0 {
+            c.rxPackets.add(UInt64(got))
+            c.rxBytes.add(UInt64(bytes))
+        }
+        return taken
+    }
+
+    @inlinable
+    public static func transmit(ring: PacketRingIO, _ batch: inout PacketBatch, _ ctx: WorkerContext, _ c: PortCounters) -> Int {
+        let n = batch.count
+        let pool = ctx.pool
+        var sent = 0, bytes = 0
+        for i in 0..<n {
+            let p = batch[i]
+            let len = pool.length(p)
+            if ring.transmit(pool.frame(p), length: len) { sent &+= 1; bytes &+= len }
+        }
+        if sent > 0 { ring.flush() }
+        batch.withIndices { ctx.cache.free($0, n) }
+        batch.removeAll()
+        c.txPackets.add(UInt64(sent))
+        c.txBytes.add(UInt64(bytes))
+        if sent < n { c.dropNoRxBuffer.add(UInt64(n &- sent)) }
+        return sent
+    }
+}
