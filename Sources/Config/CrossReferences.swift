@@ -6,19 +6,20 @@ enum CrossReferences {
         links: [DecodedLink], portNames: Set<String>, brokenPortNames: Set<String>,
         ports: [DecodedPort], log: inout DiagnosticLog
     ) {
-        let attached = checkAttachments(links, portNames: portNames, brokenPortNames: brokenPortNames, log: &log)
+        let owners = checkAttachments(links, portNames: portNames, brokenPortNames: brokenPortNames, log: &log)
         checkSockets(ports, log: &log)
+        checkSwitchPorts(links, owners: owners, ports: ports, log: &log)
         for port in ports {
-            guard let config = port.config, !attached.contains(config.name) else { continue }
+            guard let config = port.config, owners[config.name] == nil else { continue }
             log.warning(config.line, "port '\(config.name)' is not attached to any p2p link or switch")
         }
     }
 
     /// Every listed port must exist and belong to one p2p link or switch only.
-    /// Returns the names of the ports that are attached.
+    /// Returns the link or switch each attached port belongs to (the first that lists it).
     private static func checkAttachments(
         _ links: [DecodedLink], portNames: Set<String>, brokenPortNames: Set<String>, log: inout DiagnosticLog
-    ) -> Set<String> {
+    ) -> [String: DecodedLink] {
         var owner: [String: DecodedLink] = [:]
         for link in links {
             var listed: Set<String> = []
@@ -40,7 +41,30 @@ enum CrossReferences {
                 }
             }
         }
-        return Set(owner.keys)
+        return owner
+    }
+
+    /// Switch-only port keys need the port to be on a switch, and a switch
+    /// needs two ports that forward.
+    private static func checkSwitchPorts(
+        _ links: [DecodedLink], owners: [String: DecodedLink], ports: [DecodedPort], log: inout DiagnosticLog
+    ) {
+        var monitors: Set<String> = []
+        for port in ports {
+            guard let config = port.config else { continue }
+            if config.monitor { monitors.insert(config.name) }
+            guard let owner = owners[config.name], owner.kind == .p2p else { continue }
+            for (key, line) in port.switchKeys {
+                log.error(line, "port '\(config.name)' is on \(owner.header) (line \(owner.portsLine)), but '\(key)' only applies to switch ports")
+            }
+        }
+        // A list with bad or repeated names was reported already; counting it would only add noise.
+        // Ports that are missing or attached elsewhere (also reported) count as forwarding.
+        for link in links where link.kind == .switch && link.isCleanList {
+            if link.ports.filter({ !monitors.contains($0) }).count < 2 {
+                log.error(link.portsLine, "a switch needs at least two forwarding ports (monitor ports do not count)")
+            }
+        }
     }
 
     /// Two vhost-user ports cannot share a socket path.

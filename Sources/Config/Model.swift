@@ -45,6 +45,13 @@ public struct DataplaneConfig: Equatable, Sendable {
         self.socketDir = socketDir
         self.instance = instance
     }
+
+    /// True if `name` is a usable stats instance name: 1 to 32 of
+    /// `A-Z a-z 0-9 _ -`. The `instance` key is checked with it, and so can
+    /// be a name given on the command line.
+    public static func isValidInstance(_ name: String) -> Bool {
+        isValidInstanceName(name)
+    }
 }
 
 public enum PortType: String, Sendable, CaseIterable {
@@ -64,6 +71,40 @@ public enum PortMode: String, Sendable, CaseIterable {
     case client
 }
 
+/// VLANs a trunk port carries.
+public struct VLANSet: Equatable, Sendable {
+    /// Usable VLAN IDs (0 and 4095 are reserved).
+    public static let vlanRange = 1...4094
+
+    /// `trunk = all`: every VLAN in 1...4094.
+    public var all: Bool
+    /// Sorted, unique, each in 1...4094; empty when `all`.
+    public var ids: [Int]
+
+    /// Sorts `ids` and drops duplicates and IDs outside 1...4094; `all`
+    /// ignores `ids`.
+    public init(all: Bool, ids: [Int]) {
+        self.all = all
+        self.ids = all ? [] : Array(Set(ids.filter { VLANSet.vlanRange.contains($0) })).sorted()
+    }
+
+    public func contains(_ vlan: Int) -> Bool {
+        if all { return VLANSet.vlanRange.contains(vlan) }
+        // Binary search: `ids` is sorted.
+        var low = 0
+        var high = ids.count
+        while low < high {
+            let middle = (low + high) / 2
+            if ids[middle] < vlan {
+                low = middle + 1
+            } else {
+                high = middle
+            }
+        }
+        return low < ids.count && ids[low] == vlan
+    }
+}
+
 /// A `[port NAME]` section.
 public struct PortConfig: Equatable, Sendable {
     public static let defaultQueueSize = 256
@@ -74,6 +115,9 @@ public struct PortConfig: Equatable, Sendable {
     public static let maxDsMax = 32
     public static let defaultMTU = 1500
     public static let mtuRange = 68...9000
+    public static let maxMACsRange = 1...1_000_000
+    /// Frames per second.
+    public static let floodLimitRange = 1...100_000_000
 
     public var name: String
     /// Line of the `[port NAME]` header.
@@ -94,6 +138,28 @@ public struct PortConfig: Equatable, Sendable {
     /// tap: the device to create; af-packet: the host interface to attach to.
     public var interface: String?
 
+    // Switch ports only (an error on a port of a p2p link).
+
+    /// Access port: untagged frames belong to this VLAN, 1...4094.
+    public var vlan: Int?
+    /// Trunk port: the tagged VLANs it carries. Never set together with `vlan`.
+    public var trunk: VLANSet?
+    /// Trunk port: the VLAN of its untagged frames, one of `trunk`'s (any when `all`); nil = none.
+    public var nativeVLAN: Int?
+    /// Only `mac` may send from this port; needs `mac`.
+    public var macLock: Bool
+    /// Most MAC addresses learned on this port; nil = no per-port limit (the
+    /// switch's `maxMACs` still applies, and may be smaller).
+    public var maxMACs: Int?
+    /// Flood limit in frames per second; nil = no limit.
+    public var floodLimit: Int?
+    /// Monitor port: receives copies of the switch's traffic and is not a
+    /// forwarding port. Never set together with `vlan`, `trunk` or `macLock`.
+    public var monitor: Bool
+
+    /// The VLAN of an access port: `vlan`, or 1 for a port with neither `vlan` nor `trunk`.
+    public var accessVLAN: Int { vlan ?? 1 }
+
     public init(
         name: String,
         line: Int,
@@ -105,7 +171,14 @@ public struct PortConfig: Equatable, Sendable {
         queues: Int = PortConfig.defaultQueues,
         dsMax: Int = PortConfig.defaultDsMax,
         mtu: Int = PortConfig.defaultMTU,
-        interface: String? = nil
+        interface: String? = nil,
+        vlan: Int? = nil,
+        trunk: VLANSet? = nil,
+        nativeVLAN: Int? = nil,
+        macLock: Bool = false,
+        maxMACs: Int? = nil,
+        floodLimit: Int? = nil,
+        monitor: Bool = false
     ) {
         self.name = name
         self.line = line
@@ -118,6 +191,13 @@ public struct PortConfig: Equatable, Sendable {
         self.dsMax = dsMax
         self.mtu = mtu
         self.interface = interface
+        self.vlan = vlan
+        self.trunk = trunk
+        self.nativeVLAN = nativeVLAN
+        self.macLock = macLock
+        self.maxMACs = maxMACs
+        self.floodLimit = floodLimit
+        self.monitor = monitor
     }
 }
 
@@ -143,20 +223,29 @@ public struct P2PConfig: Equatable, Sendable {
 /// A `[switch NAME]` section: a learning L2 switch.
 public struct SwitchConfig: Equatable, Sendable {
     public static let defaultAging = 300
-    public static let agingRange = 1...86400
+    /// 0 = learned MACs never age out.
+    public static let agingRange = 0...86400
+    public static let defaultMaxMACs = 4096
+    public static let maxMACsRange = 1...1_000_000
 
     public var name: String
     /// Line of the `[switch NAME]` header.
     public var line: Int
     /// Port names in the order the file lists them.
     public var ports: [String]
-    /// Seconds a learned MAC stays in the table without being seen.
+    /// Seconds a learned MAC stays in the table without being seen; 0 = forever.
     public var aging: Int
+    /// Size of the MAC table: most addresses learned over all ports.
+    public var maxMACs: Int
 
-    public init(name: String, line: Int, ports: [String], aging: Int = SwitchConfig.defaultAging) {
+    public init(
+        name: String, line: Int, ports: [String], aging: Int = SwitchConfig.defaultAging,
+        maxMACs: Int = SwitchConfig.defaultMaxMACs
+    ) {
         self.name = name
         self.line = line
         self.ports = ports
         self.aging = aging
+        self.maxMACs = maxMACs
     }
 }

@@ -48,6 +48,8 @@ struct DecodedPort {
     /// nil when the port's type is missing or bad (already reported).
     var config: PortConfig?
     var socketLine: Int?
+    /// The switch-only keys the section sets, with their lines, in file order.
+    var switchKeys: [(key: String, line: Int)] = []
 }
 
 enum PortDecoder {
@@ -91,10 +93,64 @@ enum PortDecoder {
             ?? PortConfig.defaultQueueSize
         config.queues = reader.integer("queues", in: 1...PortConfig.maxQueues, log: &log) ?? PortConfig.defaultQueues
         config.mtu = reader.integer("mtu", in: PortConfig.mtuRange, log: &log) ?? PortConfig.defaultMTU
+        decoded.switchKeys = decodeSwitchKeys(&reader, into: &config, log: &log)
         reader.reportUnknownKeys(log: &log)
 
         decoded.config = type == nil ? nil : config
         return decoded
+    }
+
+    /// Keys that only a port of a switch may set.
+    static let switchOnlyKeys = ["vlan", "trunk", "native-vlan", "mac-lock", "max-macs", "flood-limit", "monitor"]
+
+    /// Reads the switch-only keys and checks how they combine within the port.
+    /// Returns the ones the section sets, for the check that the port is on a switch.
+    private static func decodeSwitchKeys(
+        _ reader: inout SectionReader, into config: inout PortConfig, log: inout DiagnosticLog
+    ) -> [(key: String, line: Int)] {
+        let present = switchOnlyKeys.compactMap { key in reader.entry(key).map { (key: key, line: $0.line) } }
+            .sorted { $0.line < $1.line }
+        func line(_ key: String) -> Int? { present.first { $0.key == key }?.line }
+
+        config.vlan = reader.integer("vlan", in: VLANSet.vlanRange, log: &log)
+        config.trunk = reader.vlanSet("trunk", log: &log)
+        config.nativeVLAN = reader.integer("native-vlan", in: VLANSet.vlanRange, log: &log)
+        config.macLock = reader.boolean("mac-lock", log: &log) ?? false
+        config.maxMACs = reader.integer("max-macs", in: PortConfig.maxMACsRange, log: &log)
+        config.floodLimit = reader.integer("flood-limit", in: PortConfig.floodLimitRange, log: &log)
+        config.monitor = reader.boolean("monitor", log: &log) ?? false
+
+        // Conflicts are reported at the later of the two keys. They go by the
+        // keys' presence, so that a bad value still conflicts.
+        if let vlanLine = line("vlan"), let trunkLine = line("trunk") {
+            conflict(("vlan", vlanLine), ("trunk", trunkLine), "a port is an access port or a trunk, not both", log: &log)
+        }
+        if let nativeLine = line("native-vlan") {
+            if line("trunk") == nil {
+                log.error(nativeLine, "'native-vlan' needs 'trunk' (the VLAN of an access port is set with 'vlan')")
+            } else if let native = config.nativeVLAN, let trunk = config.trunk, !trunk.contains(native) {
+                log.error(nativeLine, "'native-vlan' \(native) is not one of the VLANs in 'trunk'")
+            }
+        }
+        if config.macLock, let lockLine = line("mac-lock"), !reader.has("mac") {
+            log.error(lockLine, "'mac-lock = true' needs 'mac': the one address allowed to send from the port")
+        }
+        if config.monitor, let monitorLine = line("monitor") {
+            var others = ["vlan", "trunk"].compactMap { key in line(key).map { (key, $0) } }
+            if config.macLock, let lockLine = line("mac-lock") { others.append(("mac-lock", lockLine)) }
+            for other in others {
+                conflict(("monitor", monitorLine), other, "a monitor port only receives copies and forwards nothing", log: &log)
+            }
+        }
+        return present
+    }
+
+    /// Reports two keys that exclude each other, at the later one's line.
+    private static func conflict(
+        _ first: (key: String, line: Int), _ second: (key: String, line: Int), _ why: String, log: inout DiagnosticLog
+    ) {
+        let (earlier, later) = first.line <= second.line ? (first, second) : (second, first)
+        log.error(later.line, "'\(later.key)' cannot be used with '\(earlier.key)' (line \(earlier.line)): \(why)")
     }
 
     private static func macAddress(_ entry: RawEntry, log: inout DiagnosticLog) -> MACAddress? {
@@ -142,6 +198,9 @@ struct DecodedLink {
     /// Line of `ports` (the header line if it is missing).
     var portsLine: Int
     var aging: Int
+    var maxMACs: Int
+    /// True if `ports` has no bad or duplicate element, so that counting it means something.
+    var isCleanList: Bool
     /// False if any key of the section was bad.
     var isValid: Bool
 }
@@ -153,18 +212,23 @@ enum LinkDecoder {
         _ = reader.required("ports", log: &log)
         let list = reader.nameList("ports", log: &log)
         var aging = SwitchConfig.defaultAging
+        var maxMACs = SwitchConfig.defaultMaxMACs
+        let isCleanList = list.map { list in
+            list.names.count == reader.listedCount("ports") && Set(list.names).count == list.names.count
+        } ?? false
         if section.kind == .p2p {
             if let list, list.names.count != 2, list.names.count == reader.listedCount("ports") {
                 log.error(list.line, "a p2p link joins exactly two ports, got \(list.names.count)")
             }
         } else {
             aging = reader.integer("aging", in: SwitchConfig.agingRange, log: &log) ?? SwitchConfig.defaultAging
+            maxMACs = reader.integer("max-macs", in: SwitchConfig.maxMACsRange, log: &log) ?? SwitchConfig.defaultMaxMACs
         }
         reader.reportUnknownKeys(log: &log)
         return DecodedLink(
             kind: section.kind, name: section.name, line: section.line, header: section.header,
-            ports: list?.names ?? [], portsLine: list?.line ?? section.line, aging: aging,
-            isValid: log.errors.count == errorsBefore
+            ports: list?.names ?? [], portsLine: list?.line ?? section.line, aging: aging, maxMACs: maxMACs,
+            isCleanList: isCleanList, isValid: log.errors.count == errorsBefore
         )
     }
 }

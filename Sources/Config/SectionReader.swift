@@ -68,6 +68,48 @@ struct SectionReader {
         return value
     }
 
+    /// `true` or `false`.
+    mutating func boolean(_ key: String, log: inout DiagnosticLog) -> Bool? {
+        guard let entry = entry(key) else { return nil }
+        switch entry.value {
+        case "true": return true
+        case "false": return false
+        default:
+            log.error(entry.line, "'\(key)' must be true or false, got '\(excerpt(entry.value))'")
+            return nil
+        }
+    }
+
+    /// `all`, or a comma-separated list of VLAN IDs (`10, 20`). Nil if any element is bad.
+    mutating func vlanSet(_ key: String, log: inout DiagnosticLog) -> VLANSet? {
+        guard let entry = entry(key) else { return nil }
+        if entry.value == "all" { return VLANSet(all: true, ids: []) }
+        let range = VLANSet.vlanRange
+        var ids: [Int] = []
+        var isValid = true
+        for element in entry.value.split(separator: ",", omittingEmptySubsequences: false) {
+            let text = element.trimmingSpaces()
+            if text.isEmpty {
+                log.error(entry.line, "empty VLAN in the list '\(excerpt(entry.value))'")
+                isValid = false
+            } else if text == "all" {
+                log.error(entry.line, "'all' must stand alone in '\(key)', got '\(excerpt(entry.value))'")
+                isValid = false
+            } else if let id = parseDecimal(text), range.contains(id) {
+                if ids.contains(id) {
+                    log.error(entry.line, "VLAN \(id) is listed twice in '\(key)'")
+                    isValid = false
+                } else {
+                    ids.append(id)
+                }
+            } else {
+                log.error(entry.line, "bad VLAN '\(excerpt(text))' in '\(key)': use 'all' or VLAN IDs \(range.lowerBound)..\(range.upperBound)")
+                isValid = false
+            }
+        }
+        return isValid ? VLANSet(all: false, ids: ids) : nil
+    }
+
     /// One of an enum's raw values.
     mutating func choice<Value: RawRepresentable & CaseIterable>(
         _ key: String, _: Value.Type, log: inout DiagnosticLog

@@ -32,6 +32,11 @@ public struct SluiceConfig: Sendable {
         self.warnings = warnings
     }
 
+    /// True if `name` is a usable stats instance name (see `DataplaneConfig.isValidInstance`).
+    public static func isValidInstance(_ name: String) -> Bool {
+        DataplaneConfig.isValidInstance(name)
+    }
+
     public func port(named name: String) -> PortConfig? {
         ports.first { $0.name == name }
     }
@@ -94,7 +99,9 @@ public struct SluiceConfig: Sendable {
             if link.kind == .p2p, link.ports.count == 2 {
                 config.p2p.append(P2PConfig(name: link.name, line: link.line, a: link.ports[0], b: link.ports[1]))
             } else if link.kind == .switch {
-                config.switches.append(SwitchConfig(name: link.name, line: link.line, ports: link.ports, aging: link.aging))
+                config.switches.append(SwitchConfig(
+                    name: link.name, line: link.line, ports: link.ports, aging: link.aging, maxMACs: link.maxMACs
+                ))
             }
         }
         config.warnings = log.sortedWarnings

@@ -82,7 +82,7 @@ final class CrossReferenceTests: XCTestCase {
     func testPortOnBothALinkAndASwitch() {
         let diagnostics = parseBad("""
             [switch s]
-            ports = a
+            ports = a, c
             [port a]
             type = tap
             interface = ta
@@ -91,6 +91,9 @@ final class CrossReferenceTests: XCTestCase {
             interface = tb
             [p2p l]
             ports = b, a
+            [port c]
+            type = tap
+            interface = tc
             """)
         XCTAssertEqual(diagnostics.map(\.description), ["test.ini:10: port 'a' is already attached to [switch s] (line 2)"])
     }

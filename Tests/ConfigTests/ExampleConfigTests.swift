@@ -29,10 +29,33 @@ final class ExampleConfigTests: XCTestCase {
 
     func testSwitchExample() throws {
         let config = try SluiceConfig.load(path: Fixtures.examples.appendingPathComponent("switch.ini").path)
-        XCTAssertEqual(config.ports.count, 3)
-        XCTAssertEqual(config.switches.map(\.ports), [["vm1", "vm2", "vm3"]])
+        XCTAssertEqual(config.ports.map(\.name), ["vm1", "vm2", "tap0", "mon0"])
+        XCTAssertEqual(config.switches.map(\.ports), [["vm1", "vm2", "tap0", "mon0"]])
         XCTAssertEqual(config.switches.first?.name, "br0")
+        XCTAssertEqual(config.switches.first?.aging, 300)
+        XCTAssertEqual(config.switches.first?.maxMACs, 4096)
         XCTAssertNil(config.dataplane.poll)
+        XCTAssertEqual(config.ports.map(\.vlan), [10, 10, 10, nil])
+        XCTAssertEqual(config.ports.map(\.macLock), [true, false, false, false])
+        XCTAssertEqual(config.ports.map(\.monitor), [false, false, false, true])
+        XCTAssertEqual(config.port(named: "vm2")?.maxMACs, 16)
+        XCTAssertEqual(config.port(named: "vm2")?.floodLimit, 10000)
+        XCTAssertEqual(config.port(named: "tap0")?.interface, "sl-tap0")
+        XCTAssertEqual(config.port(named: "mon0")?.interface, "sl-mon0")
+    }
+
+    func testSwitchUplinkExample() throws {
+        let config = try SluiceConfig.load(path: Fixtures.examples.appendingPathComponent("switch-uplink.ini").path)
+        XCTAssertEqual(config.ports.map(\.name), ["vm10", "vm20", "uplink"])
+        XCTAssertEqual(config.ports.map(\.vlan), [10, 20, nil])
+        XCTAssertEqual(config.ports.map(\.accessVLAN), [10, 20, 1])
+        let uplink = try XCTUnwrap(config.port(named: "uplink"))
+        XCTAssertEqual(uplink.type, .afPacket)
+        XCTAssertEqual(uplink.interface, "veth-up0")
+        XCTAssertEqual(uplink.trunk, VLANSet(all: false, ids: [10, 20]))
+        XCTAssertNil(uplink.nativeVLAN)
+        XCTAssertEqual(config.switches.map(\.ports), [["vm10", "vm20", "uplink"]])
+        XCTAssertEqual(config.p2p, [])
     }
 
     func testMinimalExample() throws {

@@ -73,18 +73,24 @@ final class FixtureTests: XCTestCase {
         )
         XCTAssertEqual(
             config.port(named: "tap0"),
-            PortConfig(name: "tap0", line: 25, type: .tap, mac: MACAddress("02:00:00:00:00:03"), interface: "sl-tap0")
+            PortConfig(
+                name: "tap0", line: 25, type: .tap, mac: MACAddress("02:00:00:00:00:03"), interface: "sl-tap0",
+                vlan: 4094, macLock: true, maxMACs: 1
+            )
         )
         XCTAssertEqual(
             config.port(named: "up_link"),
-            PortConfig(name: "up_link", line: 30, type: .afPacket, queueSize: 1, queues: 16, mtu: 68, interface: "eth0")
+            PortConfig(
+                name: "up_link", line: 34, type: .afPacket, queueSize: 1, queues: 16, mtu: 68, interface: "eth0",
+                trunk: VLANSet(all: false, ids: [1, 10, 4094]), nativeVLAN: 1, maxMACs: 1_000_000, floodLimit: 100_000_000
+            )
         )
         XCTAssertNil(config.port(named: "nothing"))
 
-        XCTAssertEqual(config.p2p, [P2PConfig(name: "link-0", line: 37, a: "vm1", b: "vm.2")])
+        XCTAssertEqual(config.p2p, [P2PConfig(name: "link-0", line: 45, a: "vm1", b: "vm.2")])
         XCTAssertEqual(config.p2p.first?.ports.0, "vm1")
         XCTAssertEqual(config.p2p.first?.ports.1, "vm.2")
-        XCTAssertEqual(config.switches, [SwitchConfig(name: "br0", line: 40, ports: ["tap0", "up_link"], aging: 86400)])
+        XCTAssertEqual(config.switches, [SwitchConfig(name: "br0", line: 48, ports: ["tap0", "up_link"], aging: 86400, maxMACs: 1_000_000)])
         XCTAssertEqual(config.warnings, [])
     }
 

@@ -132,7 +132,8 @@ final class ParserTests: XCTestCase {
         let pieces: [[UInt8]] = [
             "[", "]", "=", ";", "#", " ", "\t", "\n", "\r\n", "\r", "port", "p2p", "switch", "dataplane",
             "type", "vhost-user", "tap", "socket", "ports", "a", "b", ",", "0x", "1-2", "mac", "02:00:00:00:00:01",
-            "interface", "eth0", "cores", "queue-size", "256", "-",
+            "interface", "eth0", "cores", "queue-size", "256", "-", "vlan", "trunk", "all", "native-vlan", "monitor",
+            "mac-lock", "true", "max-macs", "4094",
         ].map { Array($0.utf8) } + [[0x00], [0xFF], [0xC3], [0xE2, 0x82]]
         var generator = SeededGenerator(seed: 1)
         for _ in 0..<2000 {
