@@ -21,9 +21,12 @@ public final class Dataplane {
     let controlEpoll: Epoll
     private var mempoolInUse: StatsCounter = .discard
     private var stopping = false
-    var ports: [VhostUserPort] = []
+    var ports: [any DataplanePort] = []
     /// Which worker polls each (port id, queue index): kicks are registered with it.
     var queueOwner: [Int: [Int: Int]] = [:]
+    /// What the element builders made (switches; p2p links keep nothing here).
+    var elements: [any RunningElement] = []
+    var nextWorker = 0
 
     static let signalToken: UInt64 = 1
 
@@ -60,7 +63,8 @@ public final class Dataplane {
                     loops: try counter("worker.\(n).loops", slot: n),
                     busyCycles: try counter("worker.\(n).busy_cycles", slot: n),
                     idleCycles: try counter("worker.\(n).idle_cycles", slot: n),
-                    busyPackets: try counter("worker.\(n).busy_packets", slot: n))
+                    busyPackets: try counter("worker.\(n).busy_packets", slot: n),
+                    allocFail: try counter("mempool.\(mempool.name).alloc_fail", slot: n))
                 workers.append(try Worker(id: n, cpu: cpu, policy: options.idlePolicy,
                                           counters: counters, mempool: mempool))
             }

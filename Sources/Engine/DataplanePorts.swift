@@ -11,7 +11,7 @@ import VhostUser
 /// sections into poll sources on the workers.
 extension Dataplane {
     /// One builder per section kind. A new kind of section is one more entry here.
-    static let builders: [any ElementBuilder] = [P2PBuilder(), SwitchBuilder()]
+    static let builders: [any ElementBuilder & Sendable] = [P2PBuilder(), SwitchBuilder()]
 
     func buildPorts() throws(EngineError) {
         for (id, pc) in config.ports.enumerated() {

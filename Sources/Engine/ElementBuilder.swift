@@ -5,7 +5,7 @@ import Switching
 /// Turns the sections of one kind (`[p2p]`, `[switch]`; later `[network]`, `[blk]`)
 /// into running elements: poll sources on workers plus whatever the control thread
 /// keeps for them. Runs on the control thread before the workers start.
-protocol ElementBuilder {
+protocol ElementBuilder: Sendable {
     func build(_ plane: Dataplane) throws(EngineError) -> [any RunningElement]
 }
 

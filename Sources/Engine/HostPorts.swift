@@ -28,12 +28,15 @@ final class TapPort: DataplanePort {
         logger.info("port \(config.name): tap interface \(interface) \(device?.created == false ? "attached" : "created")")
     }
 
-    func rx(_ q: Int) -> PortRx { device.map { .tap($0.io) } ?? .none }
-    func tx(_ q: Int) -> PortTx { device.map { .tap($0.io) } ?? .none }
+    func rx(_ q: Int) -> PortRx { if let io = device?.io { .tap(io) } else { .none } }
+    func tx(_ q: Int) -> PortTx { if let io = device?.io { .tap(io) } else { .none } }
     func wakeFD(_ q: Int) -> Int32? { device?.io.fd }
     func handle(kind: UInt64, epoll: Epoll, logger: Logger) {}
 
+    /// A tap moved into another network namespace keeps working through our fd but is
+    /// no longer visible here by name: then its state is unknown and taken as up.
     func tick(now: UInt64, epoll: Epoll, logger: Logger) {
+        guard NetInterface.index(interface) != nil else { return }
         let nowUp = NetInterface.isUp(interface)
         if nowUp != up {
             logger.info("port \(config.name): \(interface) is \(nowUp ? "up" : "down")")
@@ -71,8 +74,8 @@ final class AfPacketPort: DataplanePort {
         logger.info("port \(config.name): attached to \(interface) (AF_PACKET, TPACKET_V3 rings)\(up ? "" : "; the interface is down")")
     }
 
-    func rx(_ q: Int) -> PortRx { socket.map { .packet($0.io) } ?? .none }
-    func tx(_ q: Int) -> PortTx { socket.map { .packet($0.io) } ?? .none }
+    func rx(_ q: Int) -> PortRx { if let io = socket?.io { .packet(io) } else { .none } }
+    func tx(_ q: Int) -> PortTx { if let io = socket?.io { .packet(io) } else { .none } }
     func wakeFD(_ q: Int) -> Int32? { socket?.io.fd }
     func handle(kind: UInt64, epoll: Epoll, logger: Logger) {}
 

@@ -1,3 +1,4 @@
+import Stats
 import Memory
 import Platform
 
@@ -54,25 +55,17 @@ public enum HostBurst {
         while taken < limit && batch.count < PacketBatch.capacity {
             guard let f = ring.nextFrame() else { break }
             taken &+= 1
-            let tagged = f.vlanTCI != nil
-            let len = f.length &+ (tagged ? 4 : 0)
-            if f.truncated || f.length < 14 || len > BufferLayout.dataRoom { c.dropBadLength.increment(); continue }
-            guard let p = ctx.cache.alloc() else { ctx.allocFail.increment(); continue }
-            let d = pool.data(p)
-            if let tci = f.vlanTCI {
-                // The kernel took the 802.1Q tag out of the frame: put it back.
-                d.copyMemory(from: f.pointer, byteCount: 12)
-                d.storeBytes(of: UInt16(0x8100).bigEndian, toByteOffset: 12, as: UInt16.self)
-                d.storeBytes(of: tci.bigEndian, toByteOffset: 14, as: UInt16.self)
-                (d + 16).copyMemory(from: f.pointer + 12, byteCount: f.length &- 12)
-            } else {
-                d.copyMemory(from: f.pointer, byteCount: f.length)
-            }
-            pool.setReceived(p, length: len)
+            // The ring hands frames as they were on the wire (a VLAN tag the kernel took
+            // out is put back), so a trunk uplink sees its tags.
+            if f.truncated || f.length < 14 || f.length > BufferLayout.dataRoom { c.dropBadLength.increment(); continue }
+            guard let p = ctx.cache.alloc() else { ctx.allocFail.increment(); c.dropNoBuffer.increment(); continue }
+            pool.data(p).copyMemory(from: f.bytes, byteCount: f.length)
+            pool.setReceived(p, length: f.length)
             batch.append(p)
             got &+= 1
-            bytes &+= len
+            bytes &+= f.length
         }
+        ring.releaseReceived()
         if taken > 0 {
             c.rxPackets.add(UInt64(got))
             c.rxBytes.add(UInt64(bytes))

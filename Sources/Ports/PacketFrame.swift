@@ -1,3 +1,4 @@
+import Stats
 import CSluice
 import Memory
 

@@ -1,3 +1,4 @@
+import Stats
 import Memory
 import Platform
 

@@ -1,3 +1,4 @@
+import Stats
 import CSluice
 import Memory
 import Virtio
@@ -37,9 +38,9 @@ public struct VhostRx: BitwiseCopyable, @unchecked Sendable {
         if n > room { n = room }
         if n <= 0 { return 0 }
         // Buffers first: a frame we cannot store stays in the guest's ring for later.
-        var bufs = InlineArray<32, UInt32>(repeating: 0)
-        var got = 0
-        bufs.mutableSpan.withUnsafeMutableBufferPointer { got = ctx.cache.alloc($0.baseAddress!, n) }
+        var bufs = PacketBatch()
+        let want = n
+        let got = bufs.withIndices { ctx.cache.alloc($0, want) }
         if got < n {
             ctx.allocFail.add(UInt64(n &- got))
             n = got
@@ -53,7 +54,7 @@ public struct VhostRx: BitwiseCopyable, @unchecked Sendable {
         for i in 0..<n {
             let head = q.availHead(i)
             if head >= size { badDesc &+= 1; continue }   // not a descriptor: nothing to return
-            let p = Packet(index: bufs[used])
+            let p = bufs[used]
             let dst = pool.data(p)
             var frameLen = 0
             var hdr: (UInt64, UInt16) = (0, 0)   // the first 10 header bytes
@@ -85,7 +86,8 @@ public struct VhostRx: BitwiseCopyable, @unchecked Sendable {
             bytes &+= frameLen
         }
         if used < n {
-            bufs.mutableSpan.withUnsafeMutableBufferPointer { ctx.cache.free($0.baseAddress! + used, n &- used) }
+            let from = used, left = n &- used
+            bufs.withIndices { ctx.cache.free($0 + from, left) }
         }
         q.consume(n)
         q.suppressKicks()

@@ -1,3 +1,4 @@
+import Stats
 import CSluice
 
 /// A switch's MAC learning table: (VLAN, MAC) → port, with a last-seen time.

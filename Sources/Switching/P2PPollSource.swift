@@ -1,3 +1,5 @@
+import Stats
+import Memory
 import Ports
 import Platform
 

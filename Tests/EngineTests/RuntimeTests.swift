@@ -65,7 +65,7 @@ final class RuntimeOptionsTests: XCTestCase {
 final class WorkerTests: XCTestCase {
     private func makeWorker(policy: IdlePolicy, stats: StatsWriter) throws -> Worker {
         func c(_ n: String) throws -> StatsCounter { stats.counter(try stats.register(n), slot: 0) }
-        let counters = WorkerCounters(loops: try c("loops"), busyCycles: try c("busy"), idleCycles: try c("idle"), busyPackets: try c("pkts"))
+        let counters = WorkerCounters(loops: try c("loops"), busyCycles: try c("busy"), idleCycles: try c("idle"), busyPackets: try c("pkts"), allocFail: try c("allocfail"))
         let pool = try Mempool(name: "w", count: 64, caches: 1, policy: .off)
         return try Worker(id: 0, cpu: CPUInfo.onlineCPUs().min()!, policy: policy, counters: counters, mempool: pool)
     }

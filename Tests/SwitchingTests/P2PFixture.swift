@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import Ports
 import Glibc
 #endif
 import Foundation
