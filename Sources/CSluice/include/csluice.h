@@ -137,4 +137,7 @@ int sl_eventfd(unsigned int initval, int nonblock);
 unsigned long sl_tunsetiff(void);
 int sl_errno(void);
 
+// Host ports (tap, AF_PACKET rings).
+#include "sl_hostio.h"
+
 #endif
