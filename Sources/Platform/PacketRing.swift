@@ -131,7 +131,7 @@ public struct PacketSocket: ~Copyable {
         ring.pointee.tx_frame_size = UInt32(slot)
         ring.pointee.tx_frames_per_block = UInt32(txPerBlock)
         ring.pointee.tx_block_count = UInt32(txBlockCount)
-        ring.pointee.tx_max_len = UInt32(slot - hdr)
+        ring.pointee.tx_max_len = UInt32(frameSize)
 
         // From here the owner cleans up on a throw.
         let owner = PacketSocket(interface: interface, ifindex: ifindex, frameSize: frameSize,
@@ -238,7 +238,7 @@ public struct PacketRingIO: BitwiseCopyable, @unchecked Sendable {
     public func releaseReceived() { sl_pring_release(ring) }
 
     /// Copy one frame (14 bytes or more) into the next free TX slot; false when
-    /// the ring is full or the frame is larger than a slot. The kernel also drops
+    /// the ring is full or the frame is longer than the socket's `frameSize`. The kernel also drops
     /// (silently) frames longer than the interface MTU + 18.
     @inlinable
     public func transmit(_ frame: UnsafeRawPointer, length: Int) -> Bool {

@@ -108,7 +108,7 @@ typedef struct sl_pring {
     uint32_t rx_block;      // block the cursor is in (or waits for)
     uint32_t rx_left;       // frames of rx_block not handed out yet
     uint32_t rx_held;       // 1 while rx_block belongs to us (status had TP_STATUS_USER)
-    uint32_t _pad0;
+    uint32_t rx_vlan_restored;  // frames whose stripped VLAN tag was written back (diagnostics)
     uint8_t *rx_frame;      // header of the next frame in rx_block
     // TX (frame ring)
     uint8_t *tx_ring;
@@ -118,7 +118,7 @@ typedef struct sl_pring {
     uint32_t tx_block_count;
     uint32_t tx_block;      // block of the next slot
     uint32_t tx_index;      // slot within tx_block
-    uint32_t tx_max_len;    // largest frame a slot takes
+    uint32_t tx_max_len;    // largest frame transmit() takes (the socket's frame size)
     uint32_t tx_queued;     // slots marked SEND_REQUEST since the last flush
     uint8_t *tx_slot;       // the next slot to fill
 } sl_pring;
@@ -169,6 +169,7 @@ static inline int sl_pring_next(sl_pring *r, sl_pframe *out) {
                     mac[12] = (uint8_t)(tpid >> 8); mac[13] = (uint8_t)tpid;
                     mac[14] = (uint8_t)(tci >> 8);  mac[15] = (uint8_t)tci;
                     len += 4;
+                    r->rx_vlan_restored += 1;
                 } else {
                     len = len < 12 ? len : 12;  // no room for the tag: report it truncated
                 }
