@@ -1,10 +1,13 @@
 # Sourced by the benchmark scripts: the one DUT configuration they all run.
 #
-#   write_p2p_config FILE CPU SOCKET_DIR INSTANCE
+#   write_p2p_config FILE CPU SOCKET_DIR INSTANCE [ELEMENT]
 #
-# Two server-mode vhost-user ports (s0.sock, s1.sock in SOCKET_DIR) joined by a p2p link,
-# one worker on CPU, busy polling, no huge pages (the DPDK peers run with --no-huge too).
+# Two server-mode vhost-user ports (s0.sock, s1.sock in SOCKET_DIR) joined by a p2p link
+# (ELEMENT=p2p, the default) or a learning switch (ELEMENT=switch), one worker on CPU,
+# busy polling, no huge pages (the DPDK peers run with --no-huge too).
 write_p2p_config() {
+    local element="${5:-p2p}" joint
+    if [ "$element" = switch ]; then joint="[switch br0]"; else joint="[p2p link0]"; fi
     cat >"$1" <<EOF
 [dataplane]
 cores = $2
@@ -26,7 +29,7 @@ socket = s1.sock
 mode = server
 mac = 02:00:00:00:00:02
 
-[p2p link0]
+$joint
 ports = p0, p1
 EOF
 }

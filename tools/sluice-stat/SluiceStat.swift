@@ -3,6 +3,7 @@
 //
 //   sluice-stat [--instance NAME] [--path FILE] [--filter PREFIX]
 //               [--json | --prometheus] [--watch SECONDS [--count N]]
+//   sluice-stat [--instance NAME] --fdb SWITCH [--json]      a switch's MAC table
 //
 // Exit status: 0 live, 1 error (no segment, bad arguments), 2 the segment's
 // daemon is gone (its last values are still shown).
@@ -45,6 +46,10 @@ struct SluiceStat: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Only counters whose name starts with PREFIX.", valueName: "PREFIX"))
     var filter: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Print the MAC table of switch SWITCH (MAC, VLAN, port, age) instead of counters.", valueName: "SWITCH"))
+    var fdb: String?
+
     func validate() throws {
         if json && prometheus {
             throw ValidationError("--json and --prometheus cannot be combined")
@@ -59,6 +64,10 @@ struct SluiceStat: ParsableCommand {
     }
 
     func run() throws {
+        if let fdb {
+            try showFdb(fdb)
+            return
+        }
         let reader = try open()
         if let watch {
             var watcher = Watcher(command: self, reader: reader, interval: watch, limit: count)
@@ -106,6 +115,29 @@ struct SluiceStat: ParsableCommand {
         }
         return StatsFormat.text(snapshot)
     }
+
+    /// `--fdb SWITCH`: the switch's learned addresses, read from its shared-memory table.
+    func showFdb(_ name: String) throws {
+        let file = FdbLayout.path(instance: instance, switchName: name)
+        let table: (aging: Int, entries: [FdbEntry])
+        do throws(StatsError) { table = try FdbReader.read(path: file) } catch {
+            Output.standardError("sluice-stat: switch '\(name)' of instance '\(instance)': \(error.message)\n")
+            throw ExitCode.failure
+        }
+        if json {
+            let rows = table.entries.map { "{\"mac\":\"\($0.macText)\",\"vlan\":\($0.vlan),\"port\":\"\($0.port)\",\"age\":\($0.ageSeconds)}" }
+            Output.standardOutput("{\"switch\":\"\(name)\",\"aging\":\(table.aging),\"entries\":[\(rows.joined(separator: ","))]}\n")
+            return
+        }
+        var out = "mac                vlan  port              age\n"
+        for e in table.entries {
+            out += "\(e.macText)  \(pad(String(e.vlan), 4))  \(pad(e.port, 16))  \(e.ageSeconds)\n"
+        }
+        out += "\(table.entries.count) address(es); aging \(table.aging == 0 ? "off" : "\(table.aging) s")\n"
+        Output.standardOutput(out)
+    }
+
+    func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
 
     func warnStale(_ snapshot: StatsSnapshot) {
         let reason = snapshot.staleReason ?? "no heartbeat"
