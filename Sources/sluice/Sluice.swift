@@ -63,6 +63,11 @@ struct Sluice: ParsableCommand {
             printErr(e.description)
             throw ExitCode(1)
         }
+        let problems = Preflight.problems(cfg, options: options)
+        if !problems.isEmpty {
+            for p in problems { printErr(p) }
+            throw ExitCode(1)
+        }
         if check {
             print("\(config): OK — \(cfg.ports.count) port(s), \(cfg.p2p.count) p2p link(s), \(cfg.switches.count) switch(es); cores \(options.cores.map(String.init).joined(separator: ",")), \(options.idlePolicy)")
             return

@@ -38,6 +38,45 @@ final class DaemonCLITests: XCTestCase {
         }
     }
 
+    /// A valid file that cannot run here is refused by --check, as start-up would refuse it.
+    func testCheckRefusesWhatCannotRun() throws {
+        let path = try write("""
+        [port vm]
+        type = vhost-user
+        socket = /tmp/sluice-cli-vm.sock
+        [port up]
+        type = af-packet
+        interface = sl-nosuch0
+        [switch br]
+        ports = vm, up
+        """)
+        let r = try run(["--check", "--config", path, "--cores", "0"])
+        XCTAssertEqual(r.status, 1, r.out)
+        XCTAssertTrue(r.err.contains("\(path):4: port up: interface 'sl-nosuch0' does not exist"), r.err)
+        let badName = try run(["--check", "--config", repo.path + "/Configs/minimal.ini", "--cores", "0", "--instance", "a/b"])
+        XCTAssertEqual(badName.status, 1)
+        XCTAssertTrue(badName.err.contains("--instance: bad name 'a/b'"), badName.err)
+    }
+
+    /// The uplink example runs once its veth pair exists (as its comments say to create).
+    func testUplinkExampleChecksWithItsVethPair() throws {
+        try XCTSkipUnless(geteuid() == 0, "needs root: creates the veth pair veth-up0")
+        let ip = "/usr/sbin/ip"
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: ip) || FileManager.default.isExecutableFile(atPath: "/sbin/ip"), "needs ip (apt-get install iproute2)")
+        let made = Process()
+        made.executableURL = URL(fileURLWithPath: "/bin/sh")
+        made.arguments = ["-c", "ip link show veth-up0 >/dev/null 2>&1 || ip link add veth-up0 type veth peer name veth-up0p"]
+        try made.run(); made.waitUntilExit()
+        defer {
+            let del = Process()
+            del.executableURL = URL(fileURLWithPath: "/bin/sh")
+            del.arguments = ["-c", "ip link del veth-up0 2>/dev/null"]
+            try? del.run(); del.waitUntilExit()
+        }
+        let r = try run(["--check", "--config", repo.path + "/Configs/switch-uplink.ini", "--cores", "0"])
+        XCTAssertEqual(r.status, 0, r.err)
+    }
+
     func testCheckReportsEveryErrorWithFileAndLine() throws {
         let path = try write("""
         [dataplane]

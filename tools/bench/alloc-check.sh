@@ -105,14 +105,25 @@ log_has() { grep -aq -- "$2" "$1" 2>/dev/null; }
 dut_up() { kill -0 "$DUT_PID" 2>/dev/null || return 2; [ -S "$S0" ] && [ -S "$S1" ]; }
 stat_value() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1"; }
 
-write_p2p_config "$work/p2p.ini" "$DUT_CPU" "$work" "$instance"
+# ELEMENT: p2p (default), switch (known unicast: the generator's ports carry their own
+# MACs and name each other as peers), switch-tap (every frame flooded: the peers are
+# unknown, and a tap port gets a copy of each).
+ELEMENT=${ELEMENT:-p2p}
+write_p2p_config "$work/p2p.ini" "$DUT_CPU" "$work" "$instance" "$ELEMENT"
+GEN_MACS=""; GEN_PEERS=""
+case "$ELEMENT" in
+    switch) GEN_MACS=1; GEN_PEERS="--eth-peer=0,02:00:00:00:0a:01 --eth-peer=1,02:00:00:00:0a:00" ;;
+    switch-tap) GEN_MACS=1; GEN_PEERS="--eth-peer=0,02:00:00:00:0b:01 --eth-peer=1,02:00:00:00:0b:00" ;;
+esac
+mac0=""; mac1=""
+[ -n "$GEN_MACS" ] && { mac0=",mac=02:00:00:00:0a:00"; mac1=",mac=02:00:00:00:0a:01"; }
 
 # callgrind does not demangle Swift: match Worker.run by its mangled name.
 TOGGLE='*6Engine6WorkerC3run*'
 VG="taskset -c $DUT_CPU valgrind --tool=callgrind --separate-threads=yes"
 SLUICE_CMD="$VG --toggle-collect=$TOGGLE --callgrind-out-file=$work/sluice.cg $SLUICE --config $work/p2p.ini --cores $DUT_CPU --poll 0"
 TESTPMD_CMD="$VG --callgrind-out-file=$work/dpdk.cg dpdk-testpmd --lcores 0@$DUT_CPU,1@$DUT_CPU --no-pci --no-huge -m 512 --file-prefix $dut_prefix --vdev net_vhost0,iface=$S0,queues=1 --vdev net_vhost1,iface=$S1,queues=1 -- -i --total-num-mbufs=16384 --forward-mode=io"
-GEN_CMD="dpdk-testpmd --lcores 0@$DUT_CPU,1@$GEN_CPU --no-pci --no-huge -m 512 --single-file-segments --file-prefix $gen_prefix --vdev net_virtio_user0,path=$S0,queues=1 --vdev net_virtio_user1,path=$S1,queues=1 -- -i --total-num-mbufs=16384"
+GEN_CMD="dpdk-testpmd --lcores 0@$DUT_CPU,1@$GEN_CPU --no-pci --no-huge -m 512 --single-file-segments --file-prefix $gen_prefix --vdev net_virtio_user0,path=$S0,queues=1$mac0 --vdev net_virtio_user1,path=$S1,queues=1$mac1 -- -i --total-num-mbufs=16384 $GEN_PEERS"
 
 start_gen() {
     mkfifo "$work/gen.in"

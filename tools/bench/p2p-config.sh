@@ -3,11 +3,17 @@
 #   write_p2p_config FILE CPU SOCKET_DIR INSTANCE [ELEMENT]
 #
 # Two server-mode vhost-user ports (s0.sock, s1.sock in SOCKET_DIR) joined by a p2p link
-# (ELEMENT=p2p, the default) or a learning switch (ELEMENT=switch), one worker on CPU,
-# busy polling, no huge pages (the DPDK peers run with --no-huge too).
+# (ELEMENT=p2p, the default) or a learning switch (ELEMENT=switch; ELEMENT=switch-tap adds
+# a tap port sl-bench$$ to the switch, so flooded frames are copied to it too), one worker
+# on CPU, busy polling, no huge pages (the DPDK peers run with --no-huge too).
 write_p2p_config() {
-    local element="${5:-p2p}" joint
-    if [ "$element" = switch ]; then joint="[switch br0]"; else joint="[p2p link0]"; fi
+    local element="${5:-p2p}" joint ports="p0, p1" tap=""
+    case "$element" in
+        switch) joint="[switch br0]" ;;
+        switch-tap) joint="[switch br0]"; ports="p0, p1, t0"
+                    tap=$'[port t0]\ntype = tap\ninterface = sl-bench'"$$" ;;
+        *) joint="[p2p link0]" ;;
+    esac
     cat >"$1" <<EOF
 [dataplane]
 cores = $2
@@ -29,7 +35,9 @@ socket = s1.sock
 mode = server
 mac = 02:00:00:00:00:02
 
+$tap
+
 $joint
-ports = p0, p1
+ports = $ports
 EOF
 }

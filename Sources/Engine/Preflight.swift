@@ -1,0 +1,39 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Platform
+
+/// What a valid config can still not run on this host: checked by `sluice --check`
+/// and before start-up, so both refuse the same things, each with FILE:LINE.
+public enum Preflight {
+    public static func problems(_ config: SluiceConfig, options: RuntimeOptions) -> [String] {
+        var out: [String] = []
+        if !DataplaneConfig.isValidInstance(options.instance) {
+            out.append("--instance: bad name '\(options.instance)': use 1 to 32 of A-Z a-z 0-9 _ -")
+        }
+        let root = geteuid() == 0
+        for p in config.ports {
+            let at = "\(config.file):\(p.line): port \(p.name)"
+            switch p.type {
+            case .vhostUser:
+                break
+            case .tap:
+                let name = p.interface ?? p.name
+                if access("/dev/net/tun", R_OK | W_OK) != 0 {
+                    out.append("\(at): tap interface '\(name)' needs /dev/net/tun (load the tun module; run as root or with CAP_NET_ADMIN)")
+                } else if !root && NetInterface.index(name) == nil {
+                    out.append("\(at): creating tap interface '\(name)' needs root (CAP_NET_ADMIN)")
+                }
+            case .afPacket:
+                let name = p.interface ?? p.name
+                if NetInterface.index(name) == nil {
+                    out.append("\(at): interface '\(name)' does not exist (an af-packet port attaches to an existing interface, e.g. `ip link add \(name) type veth peer name \(name)p`)")
+                } else if !root {
+                    out.append("\(at): attaching to '\(name)' needs root (CAP_NET_RAW)")
+                }
+            }
+        }
+        return out
+    }
+}
