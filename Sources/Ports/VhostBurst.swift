@@ -196,7 +196,7 @@ public struct VhostTx: BitwiseCopyable, @unchecked Sendable {
     /// A receive header with no offload flags and `numBuffers`, stored only where the
     /// buffer does not hold it already (a recycled buffer usually does).
     @inlinable @inline(__always)
-    func storeEmptyHeader(_ d: UnsafeMutableRawPointer, _ hB: Int, numBuffers: UInt16) {
+    public func storeEmptyHeader(_ d: UnsafeMutableRawPointer, _ hB: Int, numBuffers: UInt16) {
         if d.loadUnaligned(as: UInt64.self) != 0 { d.storeBytes(of: 0, as: UInt64.self) }
         if hB == 12 {
             let hi = (UInt32(numBuffers) << 16).littleEndian

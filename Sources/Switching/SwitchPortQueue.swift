@@ -52,6 +52,10 @@ public struct SwitchPortQueue: PollSource, @unchecked Sendable {
                 work &+= n
             }
         }
+        let info = shared.pointee.ports[port]
+        if case .vhost(let vrx) = rx, !info.trunk && !info.monitor && shared.pointee.monitorCount == 0 {
+            return work &+ pollVhostDirect(vrx, info, ctx, counters)
+        }
         var batch = PacketBatch()
         let taken = rx.receive(into: &batch, limit: PacketBatch.capacity, ctx, counters)
         if taken == 0 {
@@ -59,7 +63,6 @@ public struct SwitchPortQueue: PollSource, @unchecked Sendable {
             return work
         }
         work &+= taken
-        let info = shared.pointee.ports[port]
         if info.monitor {
             counters.dropMonitorTx.add(UInt64(batch.count))
             let n = batch.count

@@ -7,13 +7,16 @@
 # a tap port sl-bench$$ to the switch, so flooded frames are copied to it too), one worker
 # on CPU, busy polling, no huge pages (the DPDK peers run with --no-huge too).
 write_p2p_config() {
-    local element="${5:-p2p}" joint ports="p0, p1" tap=""
+    local element="${5:-p2p}" joint ports="p0, p1" tap="" mtu=""
     case "$element" in
         switch) joint="[switch br0]" ;;
         switch-tap) joint="[switch br0]"; ports="p0, p1, t0"
                     tap=$'[port t0]\ntype = tap\ninterface = sl-bench'"$$" ;;
         *) joint="[p2p link0]" ;;
     esac
+    # A switch drops frames above the port MTU; testpmd's "1518-byte" frames carry 1504
+    # bytes after the Ethernet header (1518 on the wire would include the FCS).
+    [ "$element" != p2p ] && mtu="mtu = 1504"
     cat >"$1" <<EOF
 [dataplane]
 cores = $2
@@ -28,12 +31,14 @@ type = vhost-user
 socket = s0.sock
 mode = server
 mac = 02:00:00:00:00:01
+$mtu
 
 [port p1]
 type = vhost-user
 socket = s1.sock
 mode = server
 mac = 02:00:00:00:00:02
+$mtu
 
 $tap
 

@@ -1,0 +1,144 @@
+import CSluice
+import Memory
+import Ports
+import Stats
+import Virtio
+
+/// The switch's one-copy path, as the p2p link's: a frame from a guest that goes to one
+/// known guest port polled by this same worker is copied from the sender's buffer
+/// straight into the receiver's, with no mempool buffer in between. It applies to the
+/// common frame only — one descriptor, 12-byte headers on both sides, no checksum left to
+/// the device, untagged, unicast, access port to access port, no monitor port; anything
+/// else goes through a mempool buffer and the general path (`forward`).
+extension SwitchPortQueue {
+    @inlinable
+    func pollVhostDirect(_ vrx: VhostRx, _ info: SwitchPortInfo, _ ctx: WorkerContext, _ c: PortCounters) -> Int {
+        let q = vrx.queue
+        guard q.isLive else { return 0 }
+        let avail = q.availableCount()
+        if avail == 0 { vrx.settle(); tx.settle(); return 0 }
+        let n = avail < PacketBatch.capacity ? avail : PacketBatch.capacity
+        let size = q.state.pointee.size
+        let hA = q.state.pointee.headerSize
+        let sw = shared.pointee
+        let pool = ctx.pool
+        var dirty = Dirty()
+        var touched = InlineArray<8, Int16>(repeating: -1)
+        var touchedCount = 0
+        var rxPackets = 0, rxBytes = 0, badDesc = 0, badLength = 0
+        for i in 0..<n { q.prefetchFirstBuffer(head: q.availHead(i)) }
+        for i in 0..<n {
+            let head = q.availHead(i)
+            if head >= size { badDesc &+= 1; continue }
+            if hA == 12, let s = q.singleBuffer(head: head, deviceWrites: false) {
+                let f = s.pointer + 12
+                let len = s.length &- 12
+                if len >= 14 && len <= vrx.maxFrame && s.pointer.load(as: UInt8.self) == 0
+                    && f.load(as: UInt8.self) & 1 == 0 && f.load(fromByteOffset: 6, as: UInt8.self) & 1 == 0
+                    && UInt16(bigEndian: f.loadUnaligned(fromByteOffset: 12, as: UInt16.self)) != 0x8100 {
+                    let vlan = info.accessVLAN
+                    let src = MacTable.key(mac: f + 6, vlan: 0)
+                    let d = sw.table.lookup(MacTable.key(mac: f, vlan: vlan))
+                    if (info.lockedMAC == 0 || src == info.lockedMAC) && d >= 0 && d != port,
+                       case .local(let out) = view.pointee.routes[d], case .vhost(let vtx) = out,
+                       !sw.ports[d].trunk && !sw.ports[d].monitor && len <= sw.ports[d].maxFrame {
+                        let learned = sw.table.learn(src | UInt64(vlan) << 48, port: port, now: ctx.nowSeconds, portLimit: info.maxMACs)
+                        if learned == .portFull {
+                            c.dropMaxMACs.increment(); q.pushUsed(id: head, len: 0); rxPackets &+= 1; rxBytes &+= len; continue
+                        }
+                        if learned == .learned { view.pointee.counters.learned.increment() } else if learned == .moved {
+                            view.pointee.counters.moved.increment()
+                        } else if learned == .tableFull { view.pointee.counters.tableFull.increment() }
+                        if copyDirect(f, len, to: vtx) {
+                            q.pushUsed(id: head, len: 0)
+                            rxPackets &+= 1; rxBytes &+= len
+                            let dc = view.pointee.portCounters[d]
+                            dc.txPackets.increment(); dc.txBytes.add(UInt64(len))
+                            var seen = false
+                            for k in 0..<touchedCount where touched[k] == Int16(d) { seen = true }
+                            if !seen && touchedCount < 8 { touched[touchedCount] = Int16(d); touchedCount &+= 1 }
+                            continue
+                        }
+                    }
+                }
+            }
+            // The general path: into a mempool buffer, then classify.
+            guard let p = ctx.cache.alloc() else {
+                // Leave the rest in the guest's ring for the next poll.
+                ctx.allocFail.increment()
+                return finish(q, taken: i, touched, touchedCount, &dirty, ctx, c, rxPackets, rxBytes, badDesc, badLength)
+            }
+            let dst = pool.data(p)
+            var frameLen = 0
+            var hdr: (UInt64, UInt16) = (0, 0)
+            if let s = q.singleBuffer(head: head, deviceWrites: false) {
+                frameLen = s.length &- hA
+                if frameLen < 14 || frameLen > vrx.maxFrame { badLength &+= 1; q.pushUsed(id: head, len: 0); ctx.cache.free(p); continue }
+                dst.copyMemory(from: s.pointer + hA, byteCount: frameLen)
+                withUnsafeMutableBytes(of: &hdr) { $0.baseAddress!.copyMemory(from: s.pointer, byteCount: 10) }
+            } else {
+                let segs = vrx.segs
+                if q.walkChain(head: head, deviceWrites: false, into: segs) != .none {
+                    badDesc &+= 1; q.pushUsed(id: head, len: 0); ctx.cache.free(p); continue
+                }
+                frameLen = segs.totalLength &- hA
+                if frameLen < 14 || frameLen > vrx.maxFrame { badLength &+= 1; q.pushUsed(id: head, len: 0); ctx.cache.free(p); continue }
+                _ = gatherBytes(segs, offset: hA, into: dst, frameLen)
+                withUnsafeMutableBytes(of: &hdr) { _ = gatherBytes(segs, offset: 0, into: $0.baseAddress!, 10) }
+            }
+            q.pushUsed(id: head, len: 0)
+            withUnsafeBytes(of: &hdr) { h in
+                if h.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0 {
+                    let start = Int(UInt16(littleEndian: h.loadUnaligned(fromByteOffset: VirtioNetHeader.csumStartOffset, as: UInt16.self)))
+                    let off = Int(UInt16(littleEndian: h.loadUnaligned(fromByteOffset: VirtioNetHeader.csumOffsetOffset, as: UInt16.self)))
+                    completeChecksum(frame: dst, length: frameLen, start: start, offset: off)
+                }
+            }
+            pool.setReceived(p, length: frameLen)
+            rxPackets &+= 1; rxBytes &+= frameLen
+            forward(p, info, ctx, c, &dirty)
+        }
+        return finish(q, taken: n, touched, touchedCount, &dirty, ctx, c, rxPackets, rxBytes, badDesc, badLength)
+    }
+
+    /// End a burst: give the sender its buffers back, publish what the direct copies put
+    /// into each receiver, send the staged frames, count.
+    @inlinable
+    func finish(_ q: Virtqueue, taken: Int, _ touched: InlineArray<8, Int16>, _ touchedCount: Int, _ dirty: inout Dirty,
+                _ ctx: WorkerContext, _ c: PortCounters, _ rxPackets: Int, _ rxBytes: Int, _ badDesc: Int, _ badLength: Int) -> Int {
+        q.consume(taken)
+        q.suppressKicks()
+        q.publishUsed()
+        q.notifyLazily()
+        for k in 0..<touchedCount {
+            if case .local(let out) = view.pointee.routes[Int(touched[k])], case .vhost(let vtx) = out {
+                vtx.queue.publishUsed()
+                vtx.queue.suppressKicks()
+                vtx.queue.notifyLazily()
+            }
+        }
+        for k in 0..<dirty.count { flush(Int(dirty.ports[k]), ctx) }
+        c.rxPackets.add(UInt64(rxPackets))
+        c.rxBytes.add(UInt64(rxBytes))
+        if badDesc | badLength != 0 {
+            c.dropBadDesc.add(UInt64(badDesc))
+            c.dropBadLength.add(UInt64(badLength))
+        }
+        return taken
+    }
+
+    /// Copy one frame into the next RX buffer of `vtx` if it is one descriptor with room;
+    /// the used entry is queued (published by `finish`). False: nothing was touched.
+    @inlinable @inline(__always)
+    func copyDirect(_ f: UnsafeRawPointer, _ len: Int, to vtx: VhostTx) -> Bool {
+        let dq = vtx.queue
+        guard dq.isLive, dq.state.pointee.headerSize == 12, dq.availableCount() > 0 else { return false }
+        let head = dq.availHead(0)
+        guard let d = dq.singleBuffer(head: head, deviceWrites: true), d.length >= 12 &+ len else { return false }
+        (d.pointer + 12).copyMemory(from: f, byteCount: len)
+        vtx.storeEmptyHeader(d.pointer, 12, numBuffers: 1)
+        dq.pushUsed(id: head, len: UInt32(12 &+ len))
+        dq.consume(1)
+        return true
+    }
+}
