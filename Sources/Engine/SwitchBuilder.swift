@@ -91,10 +91,12 @@ final class RunningSwitch: RunningElement {
             }
             owners.append(qs)
         }
-        // A ring into the owner of queue 0 of each port, for frames from other workers.
+        // A ring into the owner of queue 0 of each port, for frames from workers that own
+        // no queue of it (or whose queue the guest does not run).
         let workerCount = plane.workers.count
         var inbound: [IndexRing?] = members.map { _ in nil }
-        for (i, _) in members.enumerated() where (0..<workerCount).contains(where: { !owners[i].contains($0) }) {
+        for (i, p) in members.enumerated()
+        where p.queuePairs > 1 || (0..<workerCount).contains(where: { !owners[i].contains($0) }) {
             let r = IndexRing.create(capacity: 1024, producers: .multi, consumers: .single)
             rings.append(r)
             inbound[i] = r
@@ -104,7 +106,8 @@ final class RunningSwitch: RunningElement {
             var portCounters: [PortCounters] = []
             for (i, p) in members.enumerated() {
                 if let q = owners[i].firstIndex(of: w) {
-                    routes.append(.local(p.tx(q)))
+                    let fallback = q == 0 ? nil : inbound[i]
+                    routes.append(.local(p.tx(q), fallback: fallback, wakeFD: plane.workers[owners[i][0]].wakeFD))
                 } else if let r = inbound[i] {
                     routes.append(.remote(r, wakeFD: plane.workers[owners[i][0]].wakeFD))
                 } else {

@@ -40,7 +40,7 @@ extension SwitchPortQueue {
                     let src = MacTable.key(mac: f + 6, vlan: 0)
                     let d = sw.table.lookup(MacTable.key(mac: f, vlan: vlan))
                     if (info.lockedMAC == 0 || src == info.lockedMAC) && d >= 0 && d != port,
-                       case .local(let out) = view.pointee.routes[d], case .vhost(let vtx) = out,
+                       case .local(let out, _, _) = view.pointee.routes[d], case .vhost(let vtx) = out,
                        !sw.ports[d].trunk && !sw.ports[d].monitor && len <= sw.ports[d].maxFrame {
                         let learned = sw.table.learn(src | UInt64(vlan) << 48, port: port, now: ctx.nowSeconds, portLimit: info.maxMACs)
                         if learned == .portFull {
@@ -111,7 +111,7 @@ extension SwitchPortQueue {
         q.publishUsed()
         q.notifyLazily()
         for k in 0..<touchedCount {
-            if case .local(let out) = view.pointee.routes[Int(touched[k])], case .vhost(let vtx) = out {
+            if case .local(let out, _, _) = view.pointee.routes[Int(touched[k])], case .vhost(let vtx) = out {
                 vtx.queue.publishUsed()
                 vtx.queue.suppressKicks()
                 vtx.queue.notifyLazily()

@@ -3,6 +3,7 @@ import Memory
 import Platform
 import Ports
 import Stats
+import Virtio
 
 /// One queue of one switch port, polled by the worker that owns it: hands frames
 /// other workers queued for the port to its transmit side, then receives a burst,
@@ -193,19 +194,32 @@ public struct SwitchPortQueue: PollSource, @unchecked Sendable {
         if n == 0 { return }
         let c = view.pointee.portCounters[d]
         switch view.pointee.routes[d] {
-        case .local(let out):
-            _ = out.transmit(&b.pointee, ctx, c)
+        case .local(let out, let fallback, let fd):
+            if let ring = fallback, case .vhost(let v) = out, !v.queue.isLive {
+                handOver(b, ring, fd, ctx, c)
+            } else {
+                _ = out.transmit(&b.pointee, ctx, c)
+            }
         case .remote(let ring, let fd):
+            handOver(b, ring, fd, ctx, c)
+        case .down:
+            b.pointee.withIndices { ctx.cache.free($0, n) }
+            c.dropLinkDown.add(UInt64(n))
+            b.pointee.removeAll()
+        }
+    }
+
+    /// Queue the staged frames into the ring of the worker that owns the port's queue 0.
+    @inlinable
+    func handOver(_ b: UnsafeMutablePointer<PacketBatch>, _ ring: IndexRing, _ fd: Int32, _ ctx: WorkerContext, _ c: PortCounters) {
+        let n = b.pointee.count
+        do {
             let sent = b.pointee.withIndices { ring.enqueueBurst($0, n) }
             if sent < n {
                 b.pointee.withIndices { ctx.cache.free($0 + sent, n &- sent) }
                 c.dropNoBuffer.add(UInt64(n &- sent))
             }
             if sent > 0 && ctx.eventMode { EventFD.signal(fd) }
-            b.pointee.removeAll()
-        case .down:
-            b.pointee.withIndices { ctx.cache.free($0, n) }
-            c.dropLinkDown.add(UInt64(n))
             b.pointee.removeAll()
         }
     }

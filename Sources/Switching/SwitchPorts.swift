@@ -73,8 +73,10 @@ public struct SwitchShared: @unchecked Sendable {
 /// the worker that owns one.
 @frozen
 public enum SwitchRoute: BitwiseCopyable, @unchecked Sendable {
-    /// This worker owns a queue of the port: transmit directly.
-    case local(PortTx)
+    /// This worker owns a queue of the port: transmit directly. A multiqueue guest may
+    /// not run that queue (it enabled fewer pairs than offered): then the frames go to the
+    /// port's queue 0 through `fallback` (nil when this worker owns queue 0).
+    case local(PortTx, fallback: IndexRing?, wakeFD: Int32)
     /// Another worker does: hand the frames over (MPSC ring of mempool buffers), and in
     /// event mode write its wake-up eventfd.
     case remote(IndexRing, wakeFD: Int32)
