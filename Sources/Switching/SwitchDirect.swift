@@ -33,7 +33,8 @@ extension SwitchPortQueue {
             if hA == 12, let s = q.singleBuffer(head: head, deviceWrites: false) {
                 let f = s.pointer + 12
                 let len = s.length &- 12
-                if len >= 14 && len <= vrx.maxFrame && s.pointer.load(as: UInt8.self) == 0
+                let flags = s.pointer.load(as: UInt8.self)
+                if len >= 14 && len <= vrx.maxFrame && flags & ~VirtioNetHeader.needsCsum == 0
                     && f.load(as: UInt8.self) & 1 == 0 && f.load(fromByteOffset: 6, as: UInt8.self) & 1 == 0
                     && UInt16(bigEndian: f.loadUnaligned(fromByteOffset: 12, as: UInt16.self)) != 0x8100 {
                     let vlan = info.accessVLAN
@@ -49,7 +50,7 @@ extension SwitchPortQueue {
                         if learned == .learned { view.pointee.counters.learned.increment() } else if learned == .moved {
                             view.pointee.counters.moved.increment()
                         } else if learned == .tableFull { view.pointee.counters.tableFull.increment() }
-                        if copyDirect(f, len, to: vtx) {
+                        if copyDirect(f, len, header: s.pointer, to: vtx) {
                             q.pushUsed(id: head, len: 0)
                             rxPackets &+= 1; rxBytes &+= len
                             let dc = view.pointee.portCounters[d]
@@ -128,15 +129,31 @@ extension SwitchPortQueue {
     }
 
     /// Copy one frame into the next RX buffer of `vtx` if it is one descriptor with room;
-    /// the used entry is queued (published by `finish`). False: nothing was touched.
+    /// the used entry is queued (published by `finish`). A checksum the sender left to the
+    /// device goes to the receiver as it is when it negotiated GUEST_CSUM, else it is
+    /// completed in the receiver's copy. False: nothing was touched.
     @inlinable @inline(__always)
-    func copyDirect(_ f: UnsafeRawPointer, _ len: Int, to vtx: VhostTx) -> Bool {
+    func copyDirect(_ f: UnsafeRawPointer, _ len: Int, header h: UnsafeRawPointer, to vtx: VhostTx) -> Bool {
         let dq = vtx.queue
         guard dq.isLive, dq.state.pointee.headerSize == 12, dq.availableCount() > 0 else { return false }
         let head = dq.availHead(0)
         guard let d = dq.singleBuffer(head: head, deviceWrites: true), d.length >= 12 &+ len else { return false }
         (d.pointer + 12).copyMemory(from: f, byteCount: len)
-        vtx.storeEmptyHeader(d.pointer, 12, numBuffers: 1)
+        if h.load(as: UInt8.self) & VirtioNetHeader.needsCsum == 0 {
+            vtx.storeEmptyHeader(d.pointer, 12, numBuffers: 1)
+        } else {
+            let start = Int(UInt16(littleEndian: h.loadUnaligned(fromByteOffset: VirtioNetHeader.csumStartOffset, as: UInt16.self)))
+            let off = Int(UInt16(littleEndian: h.loadUnaligned(fromByteOffset: VirtioNetHeader.csumOffsetOffset, as: UInt16.self)))
+            if dq.state.pointee.guestCsum {
+                // flags, gso none, csum_start, csum_offset, num_buffers 1
+                d.pointer.storeBytes(of: UInt64(VirtioNetHeader.needsCsum) | UInt64(start) << 48, as: UInt64.self)
+                d.pointer.storeBytes(of: (UInt32(off) | 1 << 16).littleEndian, toByteOffset: 8, as: UInt32.self)
+            } else {
+                completeChecksum(frame: d.pointer + 12, length: len, start: start, offset: off)
+                d.pointer.storeBytes(of: UInt64(VirtioNetHeader.dataValid), as: UInt64.self)
+                d.pointer.storeBytes(of: (UInt32(1) << 16).littleEndian, toByteOffset: 8, as: UInt32.self)
+            }
+        }
         dq.pushUsed(id: head, len: UInt32(12 &+ len))
         dq.consume(1)
         return true
