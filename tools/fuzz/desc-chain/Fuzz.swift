@@ -149,8 +149,9 @@ private func checkSegments(_ guest: FuzzGuest, _ what: String) {
 private func le16(_ p: UnsafeRawBufferPointer, _ at: Int) -> UInt16 { UInt16(p[at]) | UInt16(p[at + 1]) << 8 }
 
 /// Every guest-physical byte a poll could write into a queue's buffers, as the
-/// descriptors say before the poll: each descriptor of the table and of every indirect
-/// table it names, whatever its flags (a superset of what the walker accepts).
+/// descriptors say before the poll: each device-writable descriptor of the table and of
+/// every indirect table it names (the walker and `singleBuffer` write into no other;
+/// a superset of the chains they accept).
 /// `chainsMayChange`: one of those buffers overlaps the descriptor table or an indirect
 /// table, so a copy can rewrite chains mid-poll and the superset no longer holds.
 private struct Reach {
@@ -172,12 +173,15 @@ private struct Reach {
         }
         for i in 0..<Int(q.size) {
             let d = descriptor(q.desc! + i * 16)
-            guard d.flags & VringDescFlag.indirect != 0 else { mark(d.addr, d.len); continue }
+            guard d.flags & VringDescFlag.indirect != 0 else {
+                if d.flags & VringDescFlag.write != 0 { mark(d.addr, d.len) }
+                continue
+            }
             tables.append((d.addr, UInt64(d.len)))
             guard let t = q.memory!.translate(d.addr, d.len) else { continue }   // the walker refuses it too
             for j in 0..<min(Int(d.len / 16), Int(q.size)) {
                 let e = descriptor(t + j * 16)
-                mark(e.addr, e.len)
+                if e.flags & VringDescFlag.write != 0 { mark(e.addr, e.len) }
             }
         }
         prefix = [Int32](repeating: 0, count: limit + 1)
