@@ -140,8 +140,9 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
                     dstTaken &+= 1
                     placed = true
                 } else if mergeable {
-                    let used = placeMerged(first: dstTaken, firstHead: dHead, firstLen: dstSegs.totalLength, srcSegs: srcSegs, dstSegs: dstSegs,
-                                           available: dstAvail &- dstTaken, hA: hA, hB: hB, frameLen: frameLen, passCsum: passCsum)
+                    let used = placeMerged(first: dstTaken, firstHead: dHead, firstLen: dstSegs.totalLength,
+                                           srcSegs: srcSegs, dstSegs: dstSegs, available: dstAvail &- dstTaken,
+                                           hA: hA, hB: hB, frameLen: frameLen, passCsum: passCsum)
                     if used > 0 { dstTaken &+= used; placed = true }
                 } else {
                     // Without MRG_RXBUF the frame must fit one chain: return the buffer unused.
@@ -319,10 +320,10 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
     ///
     /// Each avail slot is read once: `firstHead` is the head the caller read from slot
     /// `first` and measured (`firstLen`), and the heads seen while measuring the rest are
-    /// the heads filled and returned. Re-reading them would return ids the guest never offered when an RX
-    /// buffer overlaps the guest's own avail ring (the copy rewrites it), and a guest that
-    /// rewrites a descriptor between the two walks gets short copies, never a negative
-    /// length or an offset outside the frame.
+    /// the heads filled and returned. Re-reading them would return ids the guest never
+    /// offered when an RX buffer overlaps the guest's own avail ring (the copy rewrites
+    /// it), and a guest that rewrites a descriptor between the two walks gets short
+    /// copies, never a negative length or an offset outside the frame.
     @inline(never)
     @usableFromInline
     func placeMerged(first: Int, firstHead: UInt16, firstLen: Int, srcSegs: SegmentList, dstSegs: SegmentList,
