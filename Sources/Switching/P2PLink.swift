@@ -82,6 +82,11 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         let srcSegs = self.srcSegs, dstSegs = self.dstSegs
         var rxPackets = 0, rxBytes = 0, txPackets = 0, txBytes = 0
         var badDesc = 0, noBuffer = 0, badLength = 0, dstBad = 0
+        // The RX head in avail slot `dstTaken`, read once (`peekedAt` is the slot it came
+        // from): the fast path, the general path and `placeMerged` fill and return the head
+        // that was read, never a second read of a slot the guest may have rewritten since.
+        var peekedAt = -1
+        var peekedHead: UInt16 = 0
 
         // Then every frame's first bytes and every RX buffer: the whole burst's misses
         // (each a line the other CPU wrote or read last) are in flight before the first copy.
@@ -94,14 +99,16 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         for i in 0..<n {
             let head = src.availHead(i)
             if head >= srcSize { badDesc &+= 1; continue }   // not a descriptor: nothing to return
-            if fastHeaders && dstTaken < dstAvail,
-               let moved = moveSimple(head: head, dHead: dst.availHead(dstTaken), passCsum: passCsum) {
-                src.pushUsed(id: head, len: 0)
-                dstTaken &+= 1
-                rxPackets &+= 1; rxBytes &+= moved
-                txPackets &+= 1; txBytes &+= moved
-                if dstTaken == dstAvail && i + 1 < n { dstAvail = dst.availableCount() }
-                continue
+            if fastHeaders && dstTaken < dstAvail {
+                if peekedAt != dstTaken { peekedHead = dst.availHead(dstTaken); peekedAt = dstTaken }
+                if let moved = moveSimple(head: head, dHead: peekedHead, passCsum: passCsum) {
+                    src.pushUsed(id: head, len: 0)
+                    dstTaken &+= 1
+                    rxPackets &+= 1; rxBytes &+= moved
+                    txPackets &+= 1; txBytes &+= moved
+                    if dstTaken == dstAvail && i + 1 < n { dstAvail = dst.availableCount() }
+                    continue
+                }
             }
             if src.walkChain(head: head, deviceWrites: false, into: srcSegs) != .none {
                 badDesc &+= 1
@@ -119,7 +126,8 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
             let need = hB + frameLen
             var placed = false
             while dstTaken < dstAvail {
-                let dHead = dst.availHead(dstTaken)
+                if peekedAt != dstTaken { peekedHead = dst.availHead(dstTaken); peekedAt = dstTaken }
+                let dHead = peekedHead
                 if dst.walkChain(head: dHead, deviceWrites: true, into: dstSegs) != .none || dstSegs.totalLength < hB {
                     // A broken RX chain: give it back empty and try the next one.
                     dstBad &+= 1
@@ -133,8 +141,9 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
                     dstTaken &+= 1
                     placed = true
                 } else if mergeable {
-                    let used = placeMerged(first: dstTaken, firstLen: dstSegs.totalLength, srcSegs: srcSegs, dstSegs: dstSegs,
-                                           available: dstAvail &- dstTaken, hA: hA, hB: hB, frameLen: frameLen, passCsum: passCsum)
+                    let used = placeMerged(first: dstTaken, firstHead: dHead, firstLen: dstSegs.totalLength,
+                                           srcSegs: srcSegs, dstSegs: dstSegs, available: dstAvail &- dstTaken,
+                                           hA: hA, hB: hB, frameLen: frameLen, passCsum: passCsum)
                     if used > 0 { dstTaken &+= used; placed = true }
                 } else {
                     // Without MRG_RXBUF the frame must fit one chain: return the buffer unused.
@@ -310,18 +319,19 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
     /// (walking ahead), then copies. Returns the chains used, or 0 when there was not
     /// enough room (nothing consumed).
     ///
-    /// Each avail slot is read once: the heads seen while measuring are the heads filled
-    /// and returned. Re-reading them would return ids the guest never offered when an RX
-    /// buffer overlaps the guest's own avail ring (the copy rewrites it), and a guest that
-    /// rewrites a descriptor between the two walks gets short copies, never a negative
-    /// length or an offset outside the frame.
+    /// Each avail slot is read once: `firstHead` is the head the caller read from slot
+    /// `first` and measured (`firstLen`), and the heads seen while measuring the rest are
+    /// the heads filled and returned. Re-reading them would return ids the guest never
+    /// offered when an RX buffer overlaps the guest's own avail ring (the copy rewrites
+    /// it), and a guest that rewrites a descriptor between the two walks gets short
+    /// copies, never a negative length or an offset outside the frame.
     @inline(never)
     @usableFromInline
-    func placeMerged(first: Int, firstLen: Int, srcSegs: SegmentList, dstSegs: SegmentList,
+    func placeMerged(first: Int, firstHead: UInt16, firstLen: Int, srcSegs: SegmentList, dstSegs: SegmentList,
                      available: Int, hA: Int, hB: Int, frameLen: Int, passCsum: Bool) -> Int {
         let need = hB + frameLen
         var heads = InlineArray<64, UInt16>(repeating: 0)
-        heads[0] = dst.availHead(first)
+        heads[0] = firstHead   // read (and measured) by the caller
         var room = firstLen
         var chains = 1
         while room < need {
