@@ -56,8 +56,8 @@ target_vhost_message() {
 # (so no SEEDS generator here: it would need the C shim to build).
 target_desc_chain() {
     MODULES=("Platform=Sources/Platform/*.swift" "Memory=Sources/Memory/*.swift" "Stats=Sources/Stats/*.swift"
-             "Virtio=Sources/Virtio/*.swift"
-             "Switching=Sources/Switching/P2PLink.swift Sources/Switching/PortCounters.swift")
+             "Virtio=Sources/Virtio/*.swift" "Ports=Sources/Ports/*.swift"
+             "Switching=Sources/Switching/P2PLink.swift")
     ENTRY=tools/fuzz/desc-chain/Fuzz.swift
     SEEDS=
     CSHIM=yes
@@ -96,8 +96,11 @@ module CSluice {
     export *
 }
 EOF
-    "$CLANG" -O1 -g -fsanitize=fuzzer-no-link,address -I "$ROOT/Sources/CSluice/include" \
-        -c "$ROOT/Sources/CSluice/csluice.c" -o "$dir/csluice.o"
+    local c
+    for c in "$ROOT"/Sources/CSluice/*.c; do
+        "$CLANG" -O1 -g -fsanitize=fuzzer-no-link,address -I "$ROOT/Sources/CSluice/include" \
+            -c "$c" -o "$dir/$(basename "$c" .c).o" || return 1
+    done
 }
 
 # build_target NAME -> sets BIN
@@ -107,8 +110,8 @@ build_target() {
     rm -rf "$dir"
     mkdir -p "$dir"
     if [[ $CSHIM == yes ]]; then
-        build_cshim "$dir"
-        objects+=("$dir/csluice.o")
+        build_cshim "$dir" || return 1
+        objects+=("$dir"/*.o)
         link+=(-lnuma -lhugetlbfs)
     fi
     for spec in "${MODULES[@]}"; do
@@ -117,13 +120,13 @@ build_target() {
         echo "fuzz: $name: module $module (${#sources[@]} files)"
         "$SWIFTC" -O -g "$SANITIZE" -parse-as-library -wmo -enforce-exclusivity=unchecked \
             -module-name "$module" -emit-module -emit-module-path "$dir/$module.swiftmodule" \
-            -I "$dir" -I "$dir/cshim" -c "${sources[@]}" -o "$dir/$module.o"
+            -I "$dir" -I "$dir/cshim" -c "${sources[@]}" -o "$dir/$module.o" || return 1
         objects+=("$dir/$module.o")
     done
     echo "fuzz: $name: linking"
     # lld: gold warns about every ASan helper symbol in clang's csluice.o.
     "$SWIFTC" -O -g "$SANITIZE" -parse-as-library -use-ld=lld -I "$dir" -I "$dir/cshim" \
-        "$ROOT/$ENTRY" "${objects[@]}" "${link[@]}" -o "$dir/fuzz-$name"
+        "$ROOT/$ENTRY" "${objects[@]}" "${link[@]}" -o "$dir/fuzz-$name" || return 1
     BIN="$dir/fuzz-$name"
 }
 
@@ -140,7 +143,7 @@ write_seeds() {
 
 run_target() {
     local name=$1 seconds=$2 rc=0
-    build_target "$name"
+    build_target "$name" || { echo "fuzz: $name: build failed" >&2; return 1; }
     local work="$OUT/$name"
     mkdir -p "$work/corpus" "$ROOT/tools/fuzz/corpus/$name"
     echo "fuzz: $name: running for ${seconds}s"

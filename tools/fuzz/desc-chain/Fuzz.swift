@@ -39,6 +39,7 @@ import Glibc
 import CSluice
 import Platform
 import Stats
+import Ports
 import Switching
 import Virtio
 
