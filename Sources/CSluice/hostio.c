@@ -87,3 +87,5 @@ socklen_t sl_fill_snaplen_filter(sl_snaplen_filter *f, unsigned max_frame) {
     f->prog.filter = f->insns;
     return sizeof(struct sock_fprog);
 }
+
+short sl_tun_multi_queue_flag(void) { return IFF_MULTI_QUEUE; }

@@ -16,21 +16,22 @@ final class TapPort: DataplanePort {
         self.config = config
     }
 
-    var queuePairs: Int { 1 }
+    /// `queues` > 1: a multiqueue tap, one fd (and one worker) per queue.
+    var queuePairs: Int { config.queues }
     var maxFrame: Int { config.mtu + 18 }
     var interface: String { config.interface ?? config.name }
 
     func open(epoll: Epoll, logger: Logger) throws(EngineError) {
-        do { device = try TapDevice.open(name: interface, mtu: config.mtu) } catch {
+        do { device = try TapDevice.open(name: interface, mtu: config.mtu, queues: config.queues) } catch {
             throw EngineError("port \(config.name): tap \(interface): \(error)")
         }
         up = true
         logger.info("port \(config.name): tap interface \(interface) \(device?.created == false ? "attached" : "created")")
     }
 
-    func rx(_ q: Int) -> PortRx { if let io = device?.io { .tap(io) } else { .none } }
-    func tx(_ q: Int) -> PortTx { if let io = device?.io { .tap(io) } else { .none } }
-    func wakeFD(_ q: Int) -> Int32? { device?.io.fd }
+    func rx(_ q: Int) -> PortRx { if let io = device?.io(queue: q) { .tap(io) } else { .none } }
+    func tx(_ q: Int) -> PortTx { if let io = device?.io(queue: q) { .tap(io) } else { .none } }
+    func wakeFD(_ q: Int) -> Int32? { device?.io(queue: q).fd }
     func handle(kind: UInt64, epoll: Epoll, logger: Logger) {}
 
     /// A tap moved into another network namespace keeps working through our fd but is

@@ -27,6 +27,9 @@ public enum Preflight {
                 }
             case .afPacket:
                 let name = p.interface ?? p.name
+                if p.queues > 1 {
+                    out.append("\(at): an af-packet port has one queue (queues = \(p.queues)); use a multiqueue tap port for more")
+                }
                 if NetInterface.index(name) == nil {
                     out.append("\(at): interface '\(name)' does not exist (an af-packet port attaches to an existing interface, e.g. `ip link add \(name) type veth peer name \(name)p`)")
                 } else if !root {

@@ -88,6 +88,10 @@ public final class Worker: @unchecked Sendable {
     private func run() {
         var notificationsOn = false
         var ctx = context(now: Clock.monotonicNanos())
+        // The clock is read every 64 turns and after every sleep: poll sources need it
+        // to about a millisecond (MAC ages in seconds, flood-limit refills), and a busy
+        // p2p loop should not pay a clock read per burst.
+        var turn: UInt32 = 0
         while true {
             if control.pauseRequested {
                 if control.stopRequested { break }
@@ -96,7 +100,8 @@ public final class Worker: @unchecked Sendable {
             }
             if control.stopRequested { break }
             let t0 = sl_rdtsc()
-            ctx.now = Clock.monotonicNanos()
+            turn &+= 1
+            if turn & 63 == 0 { ctx.now = Clock.monotonicNanos() }
             let work = pollList.all(.poll, ctx)
             let t1 = sl_rdtsc()
             counters.loops.increment()
@@ -113,6 +118,7 @@ public final class Worker: @unchecked Sendable {
             case .interval(let micros):
                 // Nothing is left unsignalled: a poll that moves nothing settles its queues.
                 Clock.sleep(micros: micros)
+                ctx.now = Clock.monotonicNanos()
                 counters.idleCycles.add(sl_rdtsc() &- t1)
             case .event:
                 // Ask the guests to kick us, then look once more: a buffer that arrived
@@ -120,6 +126,7 @@ public final class Worker: @unchecked Sendable {
                 if !notificationsOn { _ = pollList.all(.notificationsOn, ctx); notificationsOn = true }
                 if pollList.all(.pendingWork, ctx) > 0 { continue }
                 _ = epoll.waitAny(timeoutMillis: 200)
+                ctx.now = Clock.monotonicNanos()
                 EventFD.drain(wakeFD)
                 _ = pollList.all(.drainWakeups, ctx)
                 counters.idleCycles.add(sl_rdtsc() &- t1)

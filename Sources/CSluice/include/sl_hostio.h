@@ -28,6 +28,8 @@ unsigned long sl_ioctl_siocsifmtu(void);
 short sl_tun_tap_flags(void);
 /// IFF_TUN_EXCL: TUNSETIFF fails with EBUSY when the device already exists.
 short sl_tun_excl_flag(void);
+/// IFF_MULTI_QUEUE: one fd per queue of the same tap.
+short sl_tun_multi_queue_flag(void);
 short sl_iff_up(void);
 short sl_iff_running(void);
 
