@@ -2,7 +2,8 @@
 # The main job, end to end: build sluice, start it with the p2p example config,
 # attach two virtio-net "VMs" (sluice-gen, our in-process vhost-user front-end),
 # send frames from one to the other through the p2p link, and read the live
-# counters with sluice-stat. Installs what it needs on first run.
+# counters with sluice-stat; then (as root) two network namespaces ping each other
+# through a learning switch of two tap ports. Installs what it needs on first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
@@ -47,4 +48,33 @@ echo "demo: counters, read from /dev/shm by sluice-stat (no call into the daemon
 echo "demo: stopping sluice (SIGTERM)"
 kill -TERM "$SLUICE_PID"; wait "$SLUICE_PID"; SLUICE_PID=""
 if [ -e "$SOCKDIR/vm1.sock" ] || [ -e /dev/shm/sluice-p2p.stats ]; then echo "demo: left files behind"; exit 1; fi
-echo "demo: done — sockets and stats segment removed"
+echo "demo: p2p done — sockets and stats segment removed"
+
+# Part 2: the learning switch with the host kernel on it. Two network namespaces, each
+# behind a tap port of one switch, ping each other through sluice; the MAC table is
+# read from shared memory.
+if [ "$(id -u)" -ne 0 ]; then echo "demo: skipping the switch part (needs root for taps and namespaces)"; exit 0; fi
+NS1=sl-demo1; NS2=sl-demo2; T1=sl-demo-t1; T2=sl-demo-t2
+SWCONF=$(mktemp /tmp/sluice-demo-switch.XXXXXX.ini)
+cleanup_switch() { cleanup; ip netns del "$NS1" 2>/dev/null || true; ip netns del "$NS2" 2>/dev/null || true; rm -f "$SWCONF"; }
+trap cleanup_switch EXIT
+printf '%s\n' "[dataplane]" "instance = demo-switch" "[port h1]" "type = tap" "interface = $T1" \
+  "[port h2]" "type = tap" "interface = $T2" "[switch br0]" "ports = h1, h2" >"$SWCONF"
+echo "demo: sluice --config $SWCONF --cores $CORE  (event mode: the worker sleeps until a frame arrives)"
+"$BIN/sluice" --config "$SWCONF" --cores "$CORE" &
+SLUICE_PID=$!
+for _ in $(seq 50); do ip link show "$T2" >/dev/null 2>&1 && break; sleep 0.1; done
+for i in 1 2; do
+  ns=sl-demo$i; tap=sl-demo-t$i
+  ip netns add "$ns"
+  ip link set "$tap" netns "$ns"
+  ip -n "$ns" link set "$tap" address "02:00:00:00:de:0$i"
+  ip -n "$ns" addr add "10.250.0.$i/24" dev "$tap"
+  ip -n "$ns" link set "$tap" up
+done
+ip netns exec "$NS1" ping -c 3 -i 0.2 -W 1 10.250.0.2
+echo "demo: the switch's MAC table (sluice-stat --fdb br0):"
+"$BIN/sluice-stat" --instance demo-switch --fdb br0
+"$BIN/sluice-stat" --instance demo-switch --filter switch.
+kill -TERM "$SLUICE_PID"; wait "$SLUICE_PID"; SLUICE_PID=""
+echo "demo: done"

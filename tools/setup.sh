@@ -11,6 +11,7 @@ PACKAGES=(
   qemu-system-x86 qemu-utils            # real guests (TCG) attached by vhost-user
   busybox-static kmod cpio              # guest initramfs
   iproute2 iputils-ping procps psmisc   # ip, ping, pkill, fuser
+  tcpdump iperf3                        # switch tests: monitor port capture, TCP across the switch
   python3 valgrind
 )
 

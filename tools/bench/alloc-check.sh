@@ -210,8 +210,8 @@ if [ "$(awk '/^(summary|totals):/ {print $2; exit}' "$s_busy")" = 0 ] || ! grep 
     echo "callgrind collected nothing under Worker.run (symbol renamed or inlined? see $TOGGLE)" >&2; KEEP_LOGS=1; exit 1
 fi
 
-python3 - "$s_busy" "$s_idle" "$s_packets" "$d_busy" "$d_idle" "${d_packets:-0}" "$s_turns" "$s_turns_idle" >"$work/analysis.md" <<'EOF'
-import re, sys, collections
+SLUICE_LABEL="Sluice $ELEMENT" python3 - "$s_busy" "$s_idle" "$s_packets" "$d_busy" "$d_idle" "${d_packets:-0}" "$s_turns" "$s_turns_idle" >"$work/analysis.md" <<'EOF'
+import os, re, sys, collections
 s_busy, s_idle, s_packets, d_busy, d_idle, d_packets, s_turns, s_turns_idle = sys.argv[1:9]
 s_packets, d_packets, s_turns, s_turns_idle = int(s_packets), int(d_packets), int(s_turns), int(s_turns_idle)
 WATCH = ["malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc",
@@ -265,7 +265,7 @@ print("\nEvery call the worker thread made in the busy window (caller → callee
 for (a, b), n in edges.most_common(20):
     if n: print(f"- `{a}` → `{b}`: {n} ({per(n, s_packets, '{:.2f}')})")
 
-rows = [("Sluice p2p", net(s_busy, s_idle, s_packets, s_turns, s_turns_idle), "`worker.0.loops` sampled inside each window")]
+rows = [(os.environ.get("SLUICE_LABEL", "Sluice p2p"), net(s_busy, s_idle, s_packets, s_turns, s_turns_idle), "`worker.0.loops` sampled inside each window")]
 if d_busy and d_idle:
     deq = "rte_vhost_dequeue_burst"
     rows.append(("DPDK testpmd io", net(d_busy, d_idle, d_packets, parse(d_busy)[1].get(deq, 0) // 2,
