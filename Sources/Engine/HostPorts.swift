@@ -38,11 +38,7 @@ final class TapPort: DataplanePort {
     /// no longer visible here by name: then its state is unknown and taken as up.
     func tick(now: UInt64, epoll: Epoll, logger: Logger) {
         guard NetInterface.index(interface) != nil else { return }
-        let nowUp = NetInterface.isUp(interface)
-        if nowUp != up {
-            logger.info("port \(config.name): \(interface) is \(nowUp ? "up" : "down")")
-            up = nowUp
-        }
+        up = watchLink(interface, was: up, port: config.name, logger: logger)
     }
 
     var isUp: Bool { device != nil && up }
@@ -83,14 +79,17 @@ final class AfPacketPort: DataplanePort {
     /// The socket stays bound while the interface goes down and up; frames flow again
     /// when it is back. The switch flushes the port's MAC entries on the way down.
     func tick(now: UInt64, epoll: Epoll, logger: Logger) {
-        let nowUp = NetInterface.isUp(interface)
-        if nowUp != up {
-            logger.info("port \(config.name): \(interface) is \(nowUp ? "up" : "down")")
-            up = nowUp
-        }
+        up = watchLink(interface, was: up, port: config.name, logger: logger)
     }
 
     var isUp: Bool { socket != nil && up }
 
     func close(epoll: Epoll) { socket = nil }
+}
+
+/// The link state of a host interface now; a change is logged.
+private func watchLink(_ interface: String, was: Bool, port: String, logger: Logger) -> Bool {
+    let now = NetInterface.isUp(interface)
+    if now != was { logger.info("port \(port): \(interface) is \(now ? "up" : "down")") }
+    return now
 }

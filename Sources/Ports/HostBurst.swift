@@ -32,13 +32,21 @@ public enum HostBurst {
 
     @inlinable
     public static func transmit(tap: TapIO, _ batch: inout PacketBatch, _ ctx: WorkerContext, _ c: PortCounters) -> Int {
+        sendEach(&batch, ctx, c) { tap.write($0, length: $1) }
+    }
+
+    /// Hand every frame of `batch` to `send`, free the buffers, empty the batch, count.
+    /// Frames `send` refuses count as drop.no_rx_buffer (the kernel's queue was full).
+    @inlinable
+    static func sendEach(_ batch: inout PacketBatch, _ ctx: WorkerContext, _ c: PortCounters,
+                         _ send: (UnsafeRawPointer, Int) -> Bool) -> Int {
         let n = batch.count
         let pool = ctx.pool
         var sent = 0, bytes = 0
         for i in 0..<n {
             let p = batch[i]
             let len = pool.length(p)
-            if tap.write(pool.frame(p), length: len) { sent &+= 1; bytes &+= len }
+            if send(pool.frame(p), len) { sent &+= 1; bytes &+= len }
         }
         batch.withIndices { ctx.cache.free($0, n) }
         batch.removeAll()
@@ -75,20 +83,8 @@ public enum HostBurst {
 
     @inlinable
     public static func transmit(ring: PacketRingIO, _ batch: inout PacketBatch, _ ctx: WorkerContext, _ c: PortCounters) -> Int {
-        let n = batch.count
-        let pool = ctx.pool
-        var sent = 0, bytes = 0
-        for i in 0..<n {
-            let p = batch[i]
-            let len = pool.length(p)
-            if ring.transmit(pool.frame(p), length: len) { sent &+= 1; bytes &+= len }
-        }
+        let sent = sendEach(&batch, ctx, c) { ring.transmit($0, length: $1) }
         if sent > 0 { ring.flush() }
-        batch.withIndices { ctx.cache.free($0, n) }
-        batch.removeAll()
-        c.txPackets.add(UInt64(sent))
-        c.txBytes.add(UInt64(bytes))
-        if sent < n { c.dropNoRxBuffer.add(UInt64(n &- sent)) }
         return sent
     }
 }

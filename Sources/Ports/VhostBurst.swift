@@ -47,7 +47,6 @@ public struct VhostRx: BitwiseCopyable, @unchecked Sendable {
             if n == 0 { return 0 }
         }
         let size = q.state.pointee.size
-        let hA = q.state.pointee.headerSize
         let pool = ctx.pool
         var used = 0, bytes = 0, badDesc = 0, badLength = 0
         for i in 0..<n { q.prefetchFirstBuffer(head: q.availHead(i)) }
@@ -55,32 +54,12 @@ public struct VhostRx: BitwiseCopyable, @unchecked Sendable {
             let head = q.availHead(i)
             if head >= size { badDesc &+= 1; continue }   // not a descriptor: nothing to return
             let p = bufs[used]
-            let dst = pool.data(p)
-            var frameLen = 0
-            var hdr: (UInt64, UInt16) = (0, 0)   // the first 10 header bytes
-            if let s = q.singleBuffer(head: head, deviceWrites: false) {
-                frameLen = s.length &- hA
-                if frameLen < 14 || frameLen > maxFrame { badLength &+= 1; q.pushUsed(id: head, len: 0); continue }
-                dst.copyMemory(from: s.pointer + hA, byteCount: frameLen)
-                withUnsafeMutableBytes(of: &hdr) { $0.baseAddress!.copyMemory(from: s.pointer, byteCount: 10) }
-            } else {
-                if q.walkChain(head: head, deviceWrites: false, into: segs) != .none {
-                    badDesc &+= 1; q.pushUsed(id: head, len: 0); continue
-                }
-                frameLen = segs.totalLength &- hA
-                if frameLen < 14 || frameLen > maxFrame { badLength &+= 1; q.pushUsed(id: head, len: 0); continue }
-                _ = gatherBytes(segs, offset: hA, into: dst, frameLen)
-                withUnsafeMutableBytes(of: &hdr) { _ = gatherBytes(segs, offset: 0, into: $0.baseAddress!, 10) }
-            }
+            let frameLen = copyOut(head: head, into: p, pool)
             q.pushUsed(id: head, len: 0)
-            withUnsafeBytes(of: &hdr) { h in
-                if h.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0 {
-                    let start = Int(UInt16(littleEndian: h.loadUnaligned(fromByteOffset: VirtioNetHeader.csumStartOffset, as: UInt16.self)))
-                    let off = Int(UInt16(littleEndian: h.loadUnaligned(fromByteOffset: VirtioNetHeader.csumOffsetOffset, as: UInt16.self)))
-                    completeChecksum(frame: dst, length: frameLen, start: start, offset: off)
-                }
+            if frameLen < 0 {
+                if frameLen == Self.badDescriptor { badDesc &+= 1 } else { badLength &+= 1 }
+                continue
             }
-            pool.setReceived(p, length: frameLen)
             batch.append(p)
             used &+= 1
             bytes &+= frameLen
@@ -100,6 +79,43 @@ public struct VhostRx: BitwiseCopyable, @unchecked Sendable {
             c.dropBadLength.add(UInt64(badLength))
         }
         return n
+    }
+
+    /// `copyOut` results for a chain that is not a frame.
+    public static let badDescriptor = -1, badLength = -2
+
+    /// Copy the frame of the TX chain at `head` (`head` < queue size) into mempool buffer
+    /// `p`, completing a checksum the guest left to the device, and set its length.
+    /// Returns the frame length, or `badDescriptor` / `badLength` (nothing usable in `p`).
+    /// The caller returns the chain to the guest either way.
+    @inlinable
+    public func copyOut(head: UInt16, into p: Packet, _ pool: MempoolRef) -> Int {
+        let q = queue
+        let hA = q.state.pointee.headerSize
+        let dst = pool.data(p)
+        var frameLen = 0
+        var hdr: (UInt64, UInt16) = (0, 0)   // the first 10 header bytes
+        if let s = q.singleBuffer(head: head, deviceWrites: false) {
+            frameLen = s.length &- hA
+            if frameLen < 14 || frameLen > maxFrame { return Self.badLength }
+            dst.copyMemory(from: s.pointer + hA, byteCount: frameLen)
+            withUnsafeMutableBytes(of: &hdr) { $0.baseAddress!.copyMemory(from: s.pointer, byteCount: 10) }
+        } else {
+            if q.walkChain(head: head, deviceWrites: false, into: segs) != .none { return Self.badDescriptor }
+            frameLen = segs.totalLength &- hA
+            if frameLen < 14 || frameLen > maxFrame { return Self.badLength }
+            _ = gatherBytes(segs, offset: hA, into: dst, frameLen)
+            withUnsafeMutableBytes(of: &hdr) { _ = gatherBytes(segs, offset: 0, into: $0.baseAddress!, 10) }
+        }
+        withUnsafeBytes(of: &hdr) { h in
+            if h.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0 {
+                let start = Int(UInt16(littleEndian: h.loadUnaligned(fromByteOffset: VirtioNetHeader.csumStartOffset, as: UInt16.self)))
+                let off = Int(UInt16(littleEndian: h.loadUnaligned(fromByteOffset: VirtioNetHeader.csumOffsetOffset, as: UInt16.self)))
+                completeChecksum(frame: dst, length: frameLen, start: start, offset: off)
+            }
+        }
+        pool.setReceived(p, length: frameLen)
+        return frameLen
     }
 }
 

@@ -69,33 +69,13 @@ extension SwitchPortQueue {
                 ctx.allocFail.increment()
                 return finish(q, taken: i, touched, touchedCount, &dirty, ctx, c, rxPackets, rxBytes, badDesc, badLength)
             }
-            let dst = pool.data(p)
-            var frameLen = 0
-            var hdr: (UInt64, UInt16) = (0, 0)
-            if let s = q.singleBuffer(head: head, deviceWrites: false) {
-                frameLen = s.length &- hA
-                if frameLen < 14 || frameLen > vrx.maxFrame { badLength &+= 1; q.pushUsed(id: head, len: 0); ctx.cache.free(p); continue }
-                dst.copyMemory(from: s.pointer + hA, byteCount: frameLen)
-                withUnsafeMutableBytes(of: &hdr) { $0.baseAddress!.copyMemory(from: s.pointer, byteCount: 10) }
-            } else {
-                let segs = vrx.segs
-                if q.walkChain(head: head, deviceWrites: false, into: segs) != .none {
-                    badDesc &+= 1; q.pushUsed(id: head, len: 0); ctx.cache.free(p); continue
-                }
-                frameLen = segs.totalLength &- hA
-                if frameLen < 14 || frameLen > vrx.maxFrame { badLength &+= 1; q.pushUsed(id: head, len: 0); ctx.cache.free(p); continue }
-                _ = gatherBytes(segs, offset: hA, into: dst, frameLen)
-                withUnsafeMutableBytes(of: &hdr) { _ = gatherBytes(segs, offset: 0, into: $0.baseAddress!, 10) }
-            }
+            let frameLen = vrx.copyOut(head: head, into: p, pool)
             q.pushUsed(id: head, len: 0)
-            withUnsafeBytes(of: &hdr) { h in
-                if h.load(as: UInt8.self) & VirtioNetHeader.needsCsum != 0 {
-                    let start = Int(UInt16(littleEndian: h.loadUnaligned(fromByteOffset: VirtioNetHeader.csumStartOffset, as: UInt16.self)))
-                    let off = Int(UInt16(littleEndian: h.loadUnaligned(fromByteOffset: VirtioNetHeader.csumOffsetOffset, as: UInt16.self)))
-                    completeChecksum(frame: dst, length: frameLen, start: start, offset: off)
-                }
+            if frameLen < 0 {
+                if frameLen == VhostRx.badDescriptor { badDesc &+= 1 } else { badLength &+= 1 }
+                ctx.cache.free(p)
+                continue
             }
-            pool.setReceived(p, length: frameLen)
             rxPackets &+= 1; rxBytes &+= frameLen
             forward(p, info, ctx, c, &dirty)
         }
