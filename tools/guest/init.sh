@@ -7,7 +7,8 @@
 #   sl.role=ping|serve|dhcp|blk   what to do (default: serve)
 #   sl.ip=10.0.0.1/24             IPv4 address for the interface (ping, serve)
 #   sl.ip6=fd00::1/64             optional IPv6 address (added with nodad)
-#   sl.peer=10.0.0.2              address to ping (ping; dhcp optional)
+#   sl.peer=10.0.0.2              address to ping (ping; dhcp optional); a comma-separated
+#                                 list (10.0.0.2,10.0.0.3) pings each in turn, one round each
 #   sl.count=5                    replies needed for one PING-OK round
 #   sl.round=15                   seconds allowed for one round before PING-FAIL
 #   sl.interval=1                 seconds between rounds
@@ -151,13 +152,13 @@ net_up() {
     say "NET-UP $IFACE mac=$(cat "/sys/class/net/$IFACE/address") ip=${P_ip:-none} ip6=${P_ip6:-none}"
 }
 
-# One round: ping until COUNT replies or ROUND seconds pass.
+# One round: ping $PEER until COUNT replies or ROUND seconds pass.
 ping_round() {
     got=0; sent=0; rtt=""
     t0=$(uptime_f); s0=$(uptime_s)
     while [ $got -lt "$COUNT" ] && [ $(( $(uptime_s) - s0 )) -lt "$ROUND" ] && time_left; do
         sent=$((sent + 1))
-        if out=$(ping -c 1 -W 1 "$P_peer" 2>&1); then
+        if out=$(ping -c 1 -W 1 "$PEER" 2>&1); then
             got=$((got + 1))
             r=$(echo "$out" | sed -n 's/.*time=\([0-9.]*\) ms.*/\1/p' | head -n 1)
             [ -n "$r" ] && rtt=$r
@@ -166,12 +167,12 @@ ping_round() {
     done
     secs=$(awk -v a="$t0" -v b="$(uptime_f)" 'BEGIN { printf "%.1f", b - a }')
     if [ $got -ge "$COUNT" ]; then
-        say "PING-OK $P_peer $got/$COUNT round=$ROUNDNO sent=$sent secs=$secs rtt_ms=${rtt:-?}"
+        say "PING-OK $PEER $got/$COUNT round=$ROUNDNO sent=$sent secs=$secs rtt_ms=${rtt:-?}"
         OK=$((OK + 1))
     elif ! time_left; then
-        say "PING-CUT $P_peer $got/$COUNT round=$ROUNDNO sent=$sent secs=$secs (sl.timeout reached)"
+        say "PING-CUT $PEER $got/$COUNT round=$ROUNDNO sent=$sent secs=$secs (sl.timeout reached)"
     else
-        say "PING-FAIL $P_peer $got/$COUNT round=$ROUNDNO sent=$sent secs=$secs"
+        say "PING-FAIL $PEER $got/$COUNT round=$ROUNDNO sent=$sent secs=$secs"
         FAIL=$((FAIL + 1))
     fi
 }
@@ -181,7 +182,10 @@ ping_loop() {
     ROUNDNO=0
     while time_left; do
         ROUNDNO=$((ROUNDNO + 1))
-        ping_round
+        for PEER in $(echo "$P_peer" | tr ',' ' '); do
+            ping_round
+            time_left || break
+        done
         time_left || break
         sleep "$INTERVAL"
     done

@@ -17,6 +17,7 @@ SL_TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SL_GUEST_DIR=${SLUICE_GUEST_DIR:-/var/cache/sluice-guest}
 SL_PIDS=()
 SL_PATHS=()
+SL_HOOKS=()
 SL_RUN=""
 SL_LAST_PID=""
 SL_T0=$(date +%s.%N)
@@ -28,6 +29,9 @@ sl_elapsed() { awk -v a="$SL_T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b
 
 sl_track_pid() { SL_PIDS+=("$@"); }
 sl_track_path() { SL_PATHS+=("$@"); }
+# sl_on_cleanup 'COMMAND': eval COMMAND at cleanup, after the tracked processes are stopped and
+# before the tracked paths are removed (e.g. deleting a network namespace); last added first.
+sl_on_cleanup() { SL_HOOKS+=("$1"); }
 
 # Stop one process: TERM, up to 5 s grace, then KILL. Only pids this script started.
 sl_stop_pid() {
@@ -42,13 +46,16 @@ sl_stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
-# Kill tracked processes (last started first) and remove tracked paths.
+# Kill tracked processes (last started first), run the cleanup hooks, remove tracked paths.
 sl_cleanup() {
     local rc=$? i
     trap - EXIT INT TERM
     set +e
     for ((i = ${#SL_PIDS[@]} - 1; i >= 0; i--)); do
         sl_stop_pid "${SL_PIDS[$i]}"
+    done
+    for ((i = ${#SL_HOOKS[@]} - 1; i >= 0; i--)); do
+        eval "${SL_HOOKS[$i]}"
     done
     for ((i = ${#SL_PATHS[@]} - 1; i >= 0; i--)); do
         if [ "${SLUICE_KEEP:-0}" = 1 ] && [ "${SL_PATHS[$i]}" = "$SL_RUN" ]; then
