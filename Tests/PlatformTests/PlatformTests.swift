@@ -70,3 +70,65 @@ final class PlatformTests: XCTestCase {
         XCTAssertGreaterThan(Clock.cyclesPerSecond, 1e8)
     }
 }
+
+final class OwnedFDTests: XCTestCase {
+    private func isOpen(_ fd: Int32) -> Bool { fcntl(fd, F_GETFD) >= 0 }
+
+    private func pipePair() throws -> (read: Int32, write: Int32) {
+        var p: [Int32] = [-1, -1]
+        guard pipe(&p) == 0 else { throw SystemError("pipe") }
+        return (p[0], p[1])
+    }
+
+    /// Takes the owner and lets it go: the fd closes here.
+    private func drop(_ fd: consuming OwnedFD) {}
+
+    func testClosesWhenTheOwnerGoesAway() throws {
+        let (r, w) = try pipePair()
+        defer { closeFD(r) }
+        do {
+            let owner = OwnedFD(adopting: w)
+            XCTAssertEqual(owner.raw, w)
+            XCTAssertTrue(isOpen(w))
+            drop(owner)
+        }
+        XCTAssertFalse(isOpen(w), "the owner closes its fd")
+        XCTAssertEqual(errno, EBADF)
+        var byte: UInt8 = 0
+        XCTAssertEqual(read(r, &byte, 1), 0, "the only write end is gone: EOF")
+    }
+
+    func testClosesExactlyOnce() throws {
+        let (r, w) = try pipePair()
+        defer { closeFD(r) }
+        OwnedFD(adopting: w).close()
+        XCTAssertFalse(isOpen(w))
+        // The lowest free number is handed out next: w again. Nothing may close
+        // it a second time on behalf of the owner that is already gone.
+        let reuse = dup(r)
+        defer { closeFD(reuse) }
+        XCTAssertEqual(reuse, w, "fd numbers are reused lowest-first")
+        let other = OwnedFD(adopting: try EventFD.create())
+        drop(other)
+        XCTAssertTrue(isOpen(reuse), "a closed owner never closes a reused number")
+    }
+
+    func testReleaseDoesNotClose() throws {
+        let (r, w) = try pipePair()
+        defer { closeFD(r) }
+        let owner = OwnedFD(adopting: w)
+        let raw = owner.release()
+        XCTAssertEqual(raw, w)
+        XCTAssertTrue(isOpen(w), "release hands the fd on open")
+        var byte: UInt8 = 7
+        XCTAssertEqual(write(w, &byte, 1), 1)
+        byte = 0
+        XCTAssertEqual(read(r, &byte, 1), 1)
+        XCTAssertEqual(byte, 7)
+        closeFD(raw)
+    }
+
+    func testNegativeIsNeverClosed() {
+        drop(OwnedFD(adopting: -1))
+    }
+}
