@@ -36,3 +36,35 @@ public struct OwnedFD: ~Copyable, Sendable {
 
     deinit { closeFD(raw) }
 }
+
+/// A list of owned fds (e.g. the SCM_RIGHTS fds of one message), each closed
+/// once when the list goes away unless `release()` handed them on first.
+public struct OwnedFDs: ~Copyable, Sendable {
+    public private(set) var raw: [Int32]
+
+    public init() { raw = [] }
+
+    /// Take ownership of every fd in `raw` (negative entries are never closed).
+    public init(adopting raw: [Int32]) { self.raw = raw }
+
+    public var count: Int { raw.count }
+
+    /// Take ownership of one more fd.
+    public mutating func append(_ fd: consuming OwnedFD) {
+        raw.append(fd.release())
+    }
+
+    /// Take ownership of fds the kernel just handed over.
+    public mutating func append(adopting fds: some Sequence<Int32>) {
+        raw.append(contentsOf: fds)
+    }
+
+    /// Give up ownership of all of them without closing.
+    public consuming func release() -> [Int32] {
+        let fds = raw
+        raw = []
+        return fds
+    }
+
+    deinit { for fd in raw { closeFD(fd) } }
+}
