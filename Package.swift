@@ -28,7 +28,7 @@ let package = Package(
         // Platform: typed syscalls, mapped memory, hugepages, eventfd, sockets, threads.
         .target(name: "Platform", dependencies: ["CSluice"], swiftSettings: hot),
         .target(name: "Memory", dependencies: ["Platform", "CSluice"], swiftSettings: hot),
-        .target(name: "Stats", dependencies: ["CSluice"], swiftSettings: hot),
+        .target(name: "Stats", dependencies: ["Platform", "CSluice"], swiftSettings: hot),
         .target(name: "Virtio", dependencies: ["Platform", "Memory", "CSluice"], swiftSettings: hot),
         .target(name: "VhostUser", dependencies: ["Virtio", "Platform", "CSluice"], swiftSettings: hot),
         // Ports: what a worker polls (PollSource) and the receive/transmit bursts of every port kind.

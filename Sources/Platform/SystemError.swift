@@ -6,14 +6,24 @@ import Glibc
 public struct SystemError: Error, Sendable, CustomStringConvertible, Equatable {
     public var call: String
     public var errno: Int32
+    /// A complete explanation, when the errno alone would mislead (e.g. EEXIST
+    /// for "a file that is not a socket is in the way"); replaces the
+    /// "call: strerror" text.
+    public var message: String?
 
-    public init(_ call: String, errno: Int32 = Glibc.errno) {
+    public init(_ call: String, errno: Int32 = Glibc.errno, message: String? = nil) {
         self.call = call
         self.errno = errno
+        self.message = message
+    }
+
+    /// "call: strerror", or the message when there is one.
+    public var reason: String {
+        message ?? "\(call): \(String(cString: strerror(errno)))"
     }
 
     public var description: String {
-        "\(call): \(String(cString: strerror(errno))) (errno \(errno))"
+        message ?? "\(call): \(String(cString: strerror(errno))) (errno \(errno))"
     }
 }
 

@@ -1,7 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CSluice
+import Platform
 
 // A switch's MAC table lives in its own shared-memory file, so `sluice-stat --fdb`
 // reads it live, as it reads counters, without calling into the daemon.
@@ -49,13 +47,18 @@ public final class FdbSegment: @unchecked Sendable {
         self.path = path
         self.capacity = capacity
         size = FdbLayout.headerSize + capacity * FdbLayout.entrySize
-        unlink(path)
-        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw StatsError("fdb segment \(path): \(errnoText())") }
-        defer { close(fd) }
-        guard ftruncate(fd, off_t(size)) == 0, let m = SegmentMapping.map(fd: fd, size: size, writable: true) else {
-            unlink(path)
-            throw StatsError("fdb segment \(path): \(errnoText())")
+        SharedFile.remove(path)
+        let file: OwnedFD
+        do { file = try SharedFile.create(path: path, mode: 0o644) } catch {
+            throw StatsError("fdb segment \(path): \(errnoText(error.errno))")
+        }
+        let m: SegmentMapping
+        do throws(SystemError) {
+            try SharedFile.setSize(file.raw, size)
+            m = try SegmentMapping.map(fd: file.raw, size: size, writable: true)
+        } catch {
+            SharedFile.remove(path)
+            throw StatsError("fdb segment \(path): \(errnoText(error.errno))")
         }
         base = m.base
         m.setU64(FdbLayout.magic, at: 0)
@@ -63,7 +66,7 @@ public final class FdbSegment: @unchecked Sendable {
         m.setU32(UInt32(capacity), at: FdbLayout.offCapacity)
         m.setU32(UInt32(min(ports.count, FdbLayout.maxPorts)), at: FdbLayout.offPorts)
         m.setU32(UInt32(aging), at: FdbLayout.offAging)
-        m.setI32(getpid(), at: FdbLayout.offPID)
+        m.setI32(Processes.currentID, at: FdbLayout.offPID)
         for (i, name) in ports.prefix(FdbLayout.maxPorts).enumerated() {
             m.setString(name, at: FdbLayout.offNames + i * FdbLayout.portNameBytes, capacity: FdbLayout.portNameBytes)
         }
@@ -75,8 +78,8 @@ public final class FdbSegment: @unchecked Sendable {
     public func setNow(seconds: UInt64) { sl_store_release_u64(base + FdbLayout.offNow, seconds) }
 
     public func remove() {
-        unlink(path)
-        munmap(base, size)
+        SharedFile.remove(path)
+        SharedMapping.unmap(base, length: size)
     }
 }
 
@@ -93,12 +96,12 @@ public struct FdbEntry: Sendable, Equatable {
 /// `sluice-stat --fdb`: read a switch's table from its file.
 public enum FdbReader {
     public static func read(path: String) throws(StatsError) -> (aging: Int, entries: [FdbEntry]) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw StatsError("cannot open \(path): \(errnoText())") }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, Int(info.st_size) >= FdbLayout.headerSize,
-              let m = SegmentMapping.map(fd: fd, size: Int(info.st_size), writable: false) else {
+        let file: OwnedFD
+        do { file = try SharedFile.openReadOnly(path: path) } catch {
+            throw StatsError("cannot open \(path): \(errnoText(error.errno))")
+        }
+        guard let fileSize = try? SharedFile.status(file.raw).size, fileSize >= FdbLayout.headerSize,
+              let m = try? SegmentMapping.map(fd: file.raw, size: fileSize, writable: false) else {
             throw StatsError("\(path): not a sluice fdb segment")
         }
         defer { m.unmap() }
@@ -106,7 +109,7 @@ public enum FdbReader {
             throw StatsError("\(path): not a sluice fdb segment (or another layout version)")
         }
         let capacity = Int(m.u32(at: FdbLayout.offCapacity))
-        guard FdbLayout.headerSize + capacity * FdbLayout.entrySize <= Int(info.st_size) else {
+        guard FdbLayout.headerSize + capacity * FdbLayout.entrySize <= fileSize else {
             throw StatsError("\(path): truncated")
         }
         let portCount = min(Int(m.u32(at: FdbLayout.offPorts)), FdbLayout.maxPorts)

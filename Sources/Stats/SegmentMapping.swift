@@ -1,11 +1,12 @@
-// The few system calls the stats segment needs, each wrapped once: open, size,
-// map, clocks and "does this process exist".
+// The stats segment's view of the system: a shared mapping, file identities,
+// clocks and "does this process exist" (the calls themselves are Platform's).
 
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Platform
 
 /// The text of the current `errno`.
 func errnoText(_ code: Int32 = errno) -> String {
@@ -16,32 +17,12 @@ func errnoText(_ code: Int32 = errno) -> String {
 /// CLOCK_REALTIME in nanoseconds: the heartbeat clock. Wall time, so a reader in
 /// another process can compare it with its own clock.
 func realtimeNanoseconds() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
+    Clock.realtimeNanos()
 }
 
-/// true when a process with this pid exists and is not a zombie (EPERM from
-/// kill means it exists but is not ours; an exited, unreaped daemon is gone).
+/// true when a process with this pid exists and is not a zombie.
 func processExists(_ pid: Int32) -> Bool {
-    guard pid > 0 else { return false }
-    guard kill(pid, 0) == 0 || errno == EPERM else { return false }
-    return !isZombie(pid)
-}
-
-/// The state letter in /proc/<pid>/stat is Z (zombie) or X (dead).
-private func isZombie(_ pid: Int32) -> Bool {
-    let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var buffer = [UInt8](repeating: 0, count: 512)
-    let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-    guard count > 0 else { return false }
-    // "pid (comm) S ...": comm may contain ')' itself, so take the last one.
-    let text = buffer[0..<count]
-    guard let paren = text.lastIndex(of: UInt8(ascii: ")")), paren + 2 < count else { return false }
-    let state = text[paren + 2]
-    return state == UInt8(ascii: "Z") || state == UInt8(ascii: "X")
+    Processes.exists(pid)
 }
 
 /// Identity of a file, to tell whether a path still names the file we mapped.
@@ -49,16 +30,14 @@ struct FileIdentity: Equatable {
     var device: UInt64
     var inode: UInt64
 
-    init(_ info: stat) {
-        device = UInt64(info.st_dev)
-        inode = UInt64(info.st_ino)
+    init(_ status: FileStatus) {
+        device = status.device
+        inode = status.inode
     }
 
     /// The identity of whatever `path` names now, or nil when nothing does.
     static func of(path: String) -> FileIdentity? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return FileIdentity(info)
+        SharedFile.status(path: path).map(FileIdentity.init)
     }
 }
 
@@ -69,21 +48,18 @@ struct SegmentMapping {
     let size: Int
 
     /// Map `size` bytes of `fd` shared.
-    static func map(fd: Int32, size: Int, writable: Bool) -> SegmentMapping? {
-        let protection = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
-        let address = mmap(nil, size, protection, MAP_SHARED, fd, 0)
-        guard let address, address != MAP_FAILED else { return nil }
-        return SegmentMapping(base: address, size: size)
+    static func map(fd: Int32, size: Int, writable: Bool) throws(SystemError) -> SegmentMapping {
+        SegmentMapping(base: try SharedMapping.map(fd: fd, length: size, writable: writable), size: size)
     }
 
     /// Swap the file pages for private zero pages at the same address, so any
     /// pointer into the segment stays valid but writes no longer reach the file.
     func detachFromFile() {
-        _ = mmap(base, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+        SharedMapping.detachFromFile(base, length: size)
     }
 
     func unmap() {
-        munmap(base, size)
+        SharedMapping.unmap(base, length: size)
     }
 
     // Plain accessors for the header's write-once fields (written before the

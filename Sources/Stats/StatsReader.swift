@@ -3,6 +3,7 @@
 // blocks the writer.
 
 import CSluice
+import Platform
 
 #if canImport(Glibc)
 import Glibc
@@ -39,9 +40,9 @@ public final class StatsReader {
     }
 
     private init(path: String, instanceForErrors instance: String?) throws(StatsError) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let code = errno
+        let file: OwnedFD
+        do { file = try SharedFile.openReadOnly(path: path) } catch {
+            let code = error.errno
             let who = instance.map { "instance '\($0)'" } ?? "the sluice instance writing it"
             if code == ENOENT {
                 throw StatsError(
@@ -49,17 +50,17 @@ public final class StatsReader {
             }
             throw StatsError("cannot open stats segment \(path) of \(who): \(errnoText(code))")
         }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw StatsError("cannot stat stats segment \(path): \(errnoText())")
+        let status: FileStatus
+        do { status = try SharedFile.status(file.raw) } catch {
+            throw StatsError("cannot stat stats segment \(path): \(errnoText(error.errno))")
         }
-        let size = Int(info.st_size)
+        let size = status.size
         guard size >= StatsLayout.headerSize else {
             throw StatsError("\(path) is not a sluice stats segment (only \(size) bytes)")
         }
-        guard let mapping = SegmentMapping.map(fd: fd, size: size, writable: false) else {
-            throw StatsError("cannot map stats segment \(path): \(errnoText())")
+        let mapping: SegmentMapping
+        do { mapping = try SegmentMapping.map(fd: file.raw, size: size, writable: false) } catch {
+            throw StatsError("cannot map stats segment \(path): \(errnoText(error.errno))")
         }
         let geometry: StatsGeometry
         do throws(StatsError) {
@@ -71,7 +72,7 @@ public final class StatsReader {
         self.path = path
         self.mapping = mapping
         self.geometry = geometry
-        self.identity = FileIdentity(info)
+        self.identity = FileIdentity(status)
         self.instance = mapping.string(at: StatsLayout.offInstance, capacity: StatsLayout.maxInstanceBytes + 1)
         self.pid = mapping.i32(at: StatsLayout.offPID)
         self.workerCount = Int(mapping.u32(at: StatsLayout.offWorkerCount))
@@ -165,7 +166,7 @@ public final class StatsReader {
             // Pairs with the writer's release store of the even epoch.
             let before = sl_load_acquire_u64(epochWord)
             if before & 1 == 1 {
-                if attempt < 100 { sl_pause() } else { usleep(50) }
+                if attempt < 100 { sl_pause() } else { Clock.sleep(micros: 50) }
                 continue
             }
             let read = readEntries(count: sl_load_acquire_u64(countWord))

@@ -2,13 +2,8 @@
 // hands out per-slot counter handles, beats the heartbeat.
 
 import CSluice
+import Platform
 import Synchronization
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Owner of one stats segment.
 ///
@@ -196,7 +191,7 @@ public final class StatsWriter: @unchecked Sendable {
         }
         guard first else { return }
         if FileIdentity.of(path: path) == identity {
-            unlink(path)
+            SharedFile.remove(path)
         }
         mapping.detachFromFile()
     }

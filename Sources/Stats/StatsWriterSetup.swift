@@ -1,18 +1,13 @@
 // Creating a segment: temp file, size, header, rename into place.
 
 import CSluice
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import Platform
 
 extension StatsWriter {
     /// Refuse to replace the segment of a live daemon other than us.
     static func refuseIfOwnedByAnotherProcess(path: String, instance: String) throws(StatsError) {
         guard let reader = try? StatsReader(path: path), let snapshot = try? reader.snapshot() else { return }
-        if snapshot.isLive, snapshot.pid != getpid() {
+        if snapshot.isLive, snapshot.pid != Processes.currentID {
             let who = instance.isEmpty ? "another sluice" : "instance '\(instance)'"
             throw StatsError("stats segment \(path): \(who) is already running (pid \(snapshot.pid))")
         }
@@ -33,41 +28,40 @@ extension StatsWriter {
             fileName = path
         }
         guard !fileName.isEmpty else { throw StatsError("stats segment path '\(path)' names a directory") }
-        let tempPath = "\(directory)/.\(fileName).\(getpid()).tmp"
+        let tempPath = "\(directory)/.\(fileName).\(Processes.currentID).tmp"
 
-        unlink(tempPath)
-        let fd = open(tempPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw StatsError("cannot create stats segment \(tempPath): \(errnoText())")
+        SharedFile.remove(tempPath)
+        let file: OwnedFD
+        do { file = try SharedFile.create(path: tempPath, mode: 0o644) } catch {
+            throw StatsError("cannot create stats segment \(tempPath): \(errnoText(error.errno))")
         }
-        defer { close(fd) }
-        fchmod(fd, 0o644)  // readable by a non-root sluice-stat whatever the umask
+        SharedFile.setMode(file.raw, 0o644)  // readable by a non-root sluice-stat whatever the umask
 
         func fail(_ what: String, _ code: Int32) -> StatsError {
-            unlink(tempPath)
+            SharedFile.remove(tempPath)
             return StatsError("cannot create stats segment \(path): \(what): \(errnoText(code))")
         }
         // Allocate every page now: a full /dev/shm fails here, not as SIGBUS in a worker.
-        let allocated = posix_fallocate(fd, 0, off_t(geometry.fileSize))
-        if allocated != 0 { throw fail("allocating \(geometry.fileSize) bytes", allocated) }
-        guard let mapping = SegmentMapping.map(fd: fd, size: geometry.fileSize, writable: true) else {
-            throw fail("mmap", errno)
+        do { try SharedFile.allocate(file.raw, size: geometry.fileSize) } catch {
+            throw fail("allocating \(geometry.fileSize) bytes", error.errno)
         }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            let code = errno
+        let mapping: SegmentMapping
+        do { mapping = try SegmentMapping.map(fd: file.raw, size: geometry.fileSize, writable: true) } catch {
+            throw fail("mmap", error.errno)
+        }
+        let status: FileStatus
+        do { status = try SharedFile.status(file.raw) } catch {
             mapping.unmap()
-            throw fail("fstat", code)
+            throw fail("fstat", error.errno)
         }
 
         writeHeader(mapping, geometry: geometry, instance: instance, workerCount: workerCount)
 
-        guard rename(tempPath, path) == 0 else {
-            let code = errno
+        do { try SharedFile.rename(tempPath, to: path) } catch {
             mapping.unmap()
-            throw fail("rename to \(path)", code)
+            throw fail("rename to \(path)", error.errno)
         }
-        return (mapping, FileIdentity(info))
+        return (mapping, FileIdentity(status))
     }
 
     private static func writeHeader(
@@ -85,7 +79,7 @@ extension StatsWriter {
         mapping.setU64(UInt64(geometry.slotsOffset), at: L.offSlotsOffset)
         mapping.setU64(UInt64(geometry.slotStride), at: L.offSlotStride)
         mapping.setU64(UInt64(geometry.fileSize), at: L.offFileSize)
-        mapping.setI32(getpid(), at: L.offPID)
+        mapping.setI32(Processes.currentID, at: L.offPID)
         mapping.setU64(now, at: L.offStartTime)
         mapping.setString(instance, at: L.offInstance, capacity: L.maxInstanceBytes + 1)
         mapping.setU64(0, at: L.offEpoch)

@@ -18,8 +18,13 @@ public final class VhostUserBackendConnection: @unchecked Sendable {
     /// The request code of the last message handled (for debug logs).
     public private(set) var lastRequest: UInt32 = 0
 
-    public init(fd: Int32, device: VhostNetDevice) {
-        channel = VhostUserChannel(fd: fd)
+    /// Takes ownership of the connected socket `fd`.
+    public convenience init(fd: Int32, device: VhostNetDevice) {
+        self.init(owning: OwnedFD(adopting: fd), device: device)
+    }
+
+    public init(owning socket: consuming OwnedFD, device: VhostNetDevice) {
+        channel = VhostUserChannel(owning: socket)
         device.reset()
         self.device = device
     }

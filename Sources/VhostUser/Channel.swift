@@ -1,10 +1,12 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import Platform
 
 /// One vhost-user connection over a connected unix stream socket: reads and
-/// writes whole messages with their SCM_RIGHTS fds.
+/// writes whole messages with their SCM_RIGHTS fds. The socket calls are
+/// Platform's `UnixSocket`; this type speaks the protocol over them and turns
+/// their `SystemError`s into `VhostUserProtocolError`s.
 ///
 /// The socket may be blocking or non-blocking. On a non-blocking socket a
 /// message that is only partly there is waited for, at most
@@ -20,21 +22,24 @@ import CSluice
 public final class VhostUserChannel: @unchecked Sendable {
     public typealias RawMessage = (header: VhostUserHeader, payload: [UInt8], fds: [Int32])
 
-    /// The socket. Owned by the channel: closed by `close()` or `deinit`.
+    /// The socket, for polling and epoll; owned by the channel (`socket`).
     public let fd: Int32
     public var ioTimeoutMilliseconds: Int32 = 5_000
-    private var isClosed = false
+    /// Closed by `close()` or when the channel goes away.
+    private var socket: OwnedFD?
 
-    public init(fd: Int32) {
-        self.fd = fd
+    /// Takes ownership of the connected socket `fd`.
+    public convenience init(fd: Int32) {
+        self.init(owning: OwnedFD(adopting: fd))
     }
 
-    deinit { close() }
+    public init(owning socket: consuming OwnedFD) {
+        fd = socket.raw
+        self.socket = consume socket
+    }
 
     public func close() {
-        guard !isClosed else { return }
-        isClosed = true
-        _ = Glibc.close(fd)
+        socket = nil
     }
 
     // MARK: Receiving
@@ -42,35 +47,28 @@ public final class VhostUserChannel: @unchecked Sendable {
     /// Reads one message: the 12-byte header with any fds, then exactly
     /// `size` bytes of payload. Returns nil on an orderly EOF between messages.
     public func receive() throws(VhostUserProtocolError) -> RawMessage? {
-        var fds: [Int32] = []
-        do throws(VhostUserProtocolError) {
-            var headerBytes = [UInt8](repeating: 0, count: VhostUserHeader.byteCount)
-            let got = try readFully(&headerBytes, fds: &fds)
-            if got == 0 {
-                closeUnheldFDs(fds, except: [])
-                return nil
-            }
-            guard got == VhostUserHeader.byteCount else {
-                throw VhostUserProtocolError(.truncated, "connection closed after \(got) of 12 header bytes")
-            }
-            let header = VhostUserHeader(request: headerBytes.loadLE32(at: 0),
-                                         flags: headerBytes.loadLE32(at: 4),
-                                         size: headerBytes.loadLE32(at: 8))
-            guard header.size <= UInt32(VhostUserLimits.maxPayloadSize) else {
-                throw VhostUserProtocolError(.payloadTooLarge, request: header.request,
-                                             "payload size \(header.size) is over the \(VhostUserLimits.maxPayloadSize)-byte limit")
-            }
-            var payload = [UInt8](repeating: 0, count: Int(header.size))
-            let read = try readFully(&payload, fds: &fds)
-            guard read == payload.count else {
-                throw VhostUserProtocolError(.truncated, request: header.request,
-                                             "connection closed after \(read) of \(payload.count) payload bytes")
-            }
-            return (header, payload, fds)
-        } catch {
-            closeUnheldFDs(fds, except: [])
-            throw error
+        // Closes every fd received so far if this returns nil or throws.
+        var fds = OwnedFDs()
+        var headerBytes = [UInt8](repeating: 0, count: VhostUserHeader.byteCount)
+        let got = try readFully(&headerBytes, fds: &fds)
+        if got == 0 { return nil }
+        guard got == VhostUserHeader.byteCount else {
+            throw VhostUserProtocolError(.truncated, "connection closed after \(got) of 12 header bytes")
         }
+        let header = VhostUserHeader(request: headerBytes.loadLE32(at: 0),
+                                     flags: headerBytes.loadLE32(at: 4),
+                                     size: headerBytes.loadLE32(at: 8))
+        guard header.size <= UInt32(VhostUserLimits.maxPayloadSize) else {
+            throw VhostUserProtocolError(.payloadTooLarge, request: header.request,
+                                         "payload size \(header.size) is over the \(VhostUserLimits.maxPayloadSize)-byte limit")
+        }
+        var payload = [UInt8](repeating: 0, count: Int(header.size))
+        let read = try readFully(&payload, fds: &fds)
+        guard read == payload.count else {
+            throw VhostUserProtocolError(.truncated, request: header.request,
+                                         "connection closed after \(read) of \(payload.count) payload bytes")
+        }
+        return (header, payload, fds.release())
     }
 
     /// Receives and decodes one front-end request (the back-end's read).
@@ -80,33 +78,31 @@ public final class VhostUserChannel: @unchecked Sendable {
         return (header, try VhostUserMessage.decode(header: header, payload: payload, fds: fds))
     }
 
-    /// Fills `buffer` from the socket, appending any fds that arrive to `fds`.
+    /// Fills `buffer` from the socket, adding any fds that arrive to `fds`.
     /// Returns the bytes read: `buffer.count`, or fewer on EOF.
-    private func readFully(_ buffer: inout [UInt8], fds: inout [Int32]) throws(VhostUserProtocolError) -> Int {
+    private func readFully(_ buffer: inout [UInt8], fds: inout OwnedFDs) throws(VhostUserProtocolError) -> Int {
         var offset = 0
-        var received = [Int32](repeating: -1, count: VhostUserLimits.maxFileDescriptors)
         while offset < buffer.count {
-            var count = Int32(VhostUserLimits.maxFileDescriptors - fds.count)
-            let n = buffer.withUnsafeMutableBytes { raw -> Int in
-                received.withUnsafeMutableBufferPointer { fdsOut -> Int in
-                    guard let base = raw.baseAddress, let out = fdsOut.baseAddress else { return -1 }
-                    return sl_recv_with_fds(fd, base + offset, raw.count - offset, out, &count)
+            let room = VhostUserLimits.maxFileDescriptors - fds.count
+            let result = buffer.withUnsafeMutableBytes { raw in
+                Result { () throws(SystemError) -> Int? in
+                    try UnixSocket.receive(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[offset...]),
+                                           fds: &fds, maxFDs: room)
                 }
             }
-            if n == -2 {
-                // The shim closed the fds of this read; the caller closes the rest.
-                throw VhostUserProtocolError(.tooManyFileDescriptors,
-                                             "more than \(VhostUserLimits.maxFileDescriptors) fds, or truncated control data")
-            }
-            if n < 0 {
-                let e = errno
-                if e == EAGAIN || e == EWOULDBLOCK {
-                    try wait(for: Int16(POLLIN), what: "receive")
-                    continue
+            let n: Int?
+            do { n = try result.get() } catch {
+                if error.errno == EMSGSIZE {
+                    // The fds of this read are closed; `receive` closes the rest.
+                    throw VhostUserProtocolError(.tooManyFileDescriptors,
+                                                 "more than \(VhostUserLimits.maxFileDescriptors) fds, or truncated control data")
                 }
-                throw Self.systemError("recvmsg", errno: e)
+                throw Self.protocolError(error)
             }
-            fds.append(contentsOf: received.prefix(Int(count)))
+            guard let n else {
+                try wait(for: Poll.readable, what: "receive")
+                continue
+            }
             if n == 0 { break }
             offset += n
         }
@@ -148,19 +144,16 @@ public final class VhostUserChannel: @unchecked Sendable {
         var offset = 0
         var pending = fds
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { raw -> Int in
-                pending.withUnsafeBufferPointer { fdsIn -> Int in
-                    guard let base = raw.baseAddress else { return -1 }
-                    return sl_send_with_fds(fd, base + offset, raw.count - offset, fdsIn.baseAddress, Int32(fdsIn.count))
+            let result = bytes.withUnsafeBytes { raw in
+                Result { () throws(SystemError) -> Int? in
+                    try UnixSocket.send(fd, UnsafeRawBufferPointer(rebasing: raw[offset...]), fds: pending)
                 }
             }
-            if n < 0 {
-                let e = errno
-                if e == EAGAIN || e == EWOULDBLOCK {
-                    try wait(for: Int16(POLLOUT), what: "send")
-                    continue
-                }
-                throw Self.systemError("sendmsg", errno: e)
+            let sent: Int?
+            do { sent = try result.get() } catch { throw Self.protocolError(error) }
+            guard let n = sent else {
+                try wait(for: Poll.writable, what: "send")
+                continue
             }
             if n == 0 { throw VhostUserProtocolError(.truncated, "sendmsg wrote nothing") }
             pending = [] // the fds went with the first byte written
@@ -192,131 +185,65 @@ public final class VhostUserChannel: @unchecked Sendable {
     // MARK: Waiting
 
     private func wait(for events: Int16, what: String) throws(VhostUserProtocolError) {
-        var p = pollfd(fd: fd, events: events, revents: 0)
-        while true {
-            let r = poll(&p, 1, ioTimeoutMilliseconds)
-            if r > 0 { return }
-            if r == 0 {
-                throw VhostUserProtocolError(.timedOut, "\(what): peer stalled mid-message for \(ioTimeoutMilliseconds) ms")
-            }
-            let e = errno
-            if e != EINTR { throw Self.systemError("poll", errno: e) }
+        let fired: Int16?
+        do { fired = try Poll.wait(fd, for: events, timeoutMilliseconds: ioTimeoutMilliseconds) } catch {
+            throw Self.protocolError(error)
+        }
+        if fired == nil {
+            throw VhostUserProtocolError(.timedOut, "\(what): peer stalled mid-message for \(ioTimeoutMilliseconds) ms")
         }
     }
 
-    static func systemError(_ call: String, errno e: Int32) -> VhostUserProtocolError {
-        VhostUserProtocolError(.system(errno: e), "\(call): \(String(cString: strerror(e)))")
+    /// A failed socket call as a protocol error: `.system(errno:)` with the
+    /// call and its reason (or Platform's own explanation).
+    static func protocolError(_ error: SystemError) -> VhostUserProtocolError {
+        VhostUserProtocolError(.system(errno: error.errno), error.reason)
     }
 }
 
-// MARK: - Unix socket helpers
+// MARK: - Unix socket set-up
 
 extension VhostUserChannel {
     /// Creates a listening unix socket at `path` (close-on-exec, mode 0660).
     /// A stale socket file nobody listens on is removed first; a live one,
     /// or a file that is not a socket, is an error.
-    public static func listen(path: String, backlog: Int32 = 8) throws(VhostUserProtocolError) -> Int32 {
-        var st = stat()
-        if lstat(path, &st) == 0 {
-            guard st.st_mode & S_IFMT == S_IFSOCK else {
-                throw VhostUserProtocolError(.system(errno: EEXIST), "\(path) exists and is not a socket")
-            }
-            if let live = try? connect(path: path) {
-                _ = Glibc.close(live)
-                throw VhostUserProtocolError(.system(errno: EADDRINUSE), "\(path): another process is listening")
-            }
-            if unlink(path) != 0 && errno != ENOENT { throw systemError("unlink \(path)", errno: errno) }
-        }
-        var addr = try socketAddress(path)
-        let fd = try newSocket()
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        if bound != 0 {
-            let e = errno
-            _ = Glibc.close(fd)
-            throw systemError("bind \(path)", errno: e)
-        }
-        if chmod(path, 0o660) != 0 || Glibc.listen(fd, backlog) != 0 {
-            let e = errno
-            _ = Glibc.close(fd)
-            _ = unlink(path)
-            throw systemError("listen \(path)", errno: e)
-        }
-        return fd
+    public static func listenSocket(path: String, backlog: Int32 = 8) throws(VhostUserProtocolError) -> OwnedFD {
+        do { return try UnixSocket.listen(path: path, backlog: backlog) } catch { throw protocolError(error) }
     }
 
     /// Connects to the unix socket at `path` (close-on-exec, blocking).
-    public static func connect(path: String) throws(VhostUserProtocolError) -> Int32 {
-        var addr = try socketAddress(path)
-        let fd = try newSocket()
-        let r = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        if r != 0 {
-            var e = errno
-            if e == EINTR {
-                // The connection goes on in the background: wait for it.
-                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                while poll(&p, 1, -1) < 0 && errno == EINTR {}
-                var soError: Int32 = 0
-                var len = socklen_t(MemoryLayout<Int32>.size)
-                if getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &len) == 0 && soError == 0 { return fd }
-                e = soError
-            }
-            _ = Glibc.close(fd)
-            throw systemError("connect \(path)", errno: e)
-        }
-        return fd
+    public static func connectSocket(path: String) throws(VhostUserProtocolError) -> OwnedFD {
+        do { return try UnixSocket.connect(path: path) } catch { throw protocolError(error) }
     }
 
     /// Accepts one connection (close-on-exec), retrying on EINTR.
-    /// (Glibc's Swift overlay has no `accept4`; FD_CLOEXEC is set right after.)
+    public static func acceptSocket(_ listenFD: Int32) throws(VhostUserProtocolError) -> OwnedFD {
+        do { return try UnixSocket.accept(listenFD) } catch { throw protocolError(error) }
+    }
+
+    // Raw-fd forms, for callers that keep fds as Int32: the caller owns the
+    // returned fd and closes it (or hands it to `init(fd:)`).
+
+    /// `listenSocket(path:backlog:)`, handing the fd over raw.
+    public static func listen(path: String, backlog: Int32 = 8) throws(VhostUserProtocolError) -> Int32 {
+        try listenSocket(path: path, backlog: backlog).release()
+    }
+
+    /// `connectSocket(path:)`, handing the fd over raw.
+    public static func connect(path: String) throws(VhostUserProtocolError) -> Int32 {
+        try connectSocket(path: path).release()
+    }
+
+    /// `acceptSocket(_:)`, handing the fd over raw.
     public static func accept(_ listenFD: Int32) throws(VhostUserProtocolError) -> Int32 {
-        while true {
-            let fd = Glibc.accept(listenFD, nil, nil)
-            if fd >= 0 {
-                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                return fd
-            }
-            let e = errno
-            if e != EINTR && e != ECONNABORTED { throw systemError("accept", errno: e) }
-        }
+        try acceptSocket(listenFD).release()
     }
 
     /// A connected pair of unix stream sockets (close-on-exec), for tests and
-    /// for in-process front-ends.
+    /// for in-process front-ends; the caller owns both.
     public static func socketPair() throws(VhostUserProtocolError) -> (Int32, Int32) {
-        var sv: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sv) == 0 else {
-            throw systemError("socketpair", errno: errno)
-        }
-        return (sv[0], sv[1])
-    }
-
-    private static func newSocket() throws(VhostUserProtocolError) -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw systemError("socket", errno: errno) }
-        return fd
-    }
-
-    private static func socketAddress(_ path: String) throws(VhostUserProtocolError) -> sockaddr_un {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
-        guard !bytes.isEmpty, bytes.count < capacity, !bytes.contains(0) else {
-            throw VhostUserProtocolError(.system(errno: ENAMETOOLONG),
-                                         "socket path must be 1...\(capacity - 1) bytes without NUL: \(path)")
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-            raw[bytes.count] = 0
-        }
-        return addr
+        let pair: UnixSocket.Pair
+        do { pair = try UnixSocket.pair() } catch { throw protocolError(error) }
+        return (pair.first.release(), pair.second.release())
     }
 }

@@ -318,9 +318,7 @@ public final class DriverQueue: @unchecked Sendable {
             disableCalls()
             return hasUsed()
         }
-        var p = pollfd(fd: callFD, events: Int16(POLLIN), revents: 0)
-        let r = poll(&p, 1, timeoutMilliseconds)
-        if r > 0 { EventFD.drain(callFD) }
+        if Poll.once(callFD, for: Poll.readable, timeoutMilliseconds: timeoutMilliseconds) != 0 { EventFD.drain(callFD) }
         disableCalls()
         return hasUsed()
     }

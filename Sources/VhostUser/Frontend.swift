@@ -117,7 +117,7 @@ public final class VirtioFrontend: @unchecked Sendable {
             closeFD(q.callFD)
         }
         channel.close()
-        if let listeningPath { unlink(listeningPath) }
+        if let listeningPath { UnixSocket.removeFile(listeningPath) }
         scratch.deallocate()
         rxPollFDs.deallocate()
     }
@@ -169,16 +169,16 @@ public final class VirtioFrontend: @unchecked Sendable {
                                retrySeconds: Double = 0) throws(FrontendError) -> VirtioFrontend {
         let deadline = Clock.monotonicNanos() &+ UInt64(max(0, retrySeconds) * 1e9)
         while true {
-            let fd: Int32
+            let socket: OwnedFD
             do {
-                fd = try VhostUserChannel.connect(path: path)
+                socket = try VhostUserChannel.connectSocket(path: path)
             } catch {
                 let retryable = error.kind == .system(errno: ECONNREFUSED) || error.kind == .system(errno: ENOENT)
                 guard retryable, Clock.monotonicNanos() < deadline else { throw .channel(error) }
                 Clock.sleep(micros: 100_000)
                 continue
             }
-            return try VirtioFrontend(channel: VhostUserChannel(fd: fd), options: options)
+            return try VirtioFrontend(channel: VhostUserChannel(owning: socket), options: options)
         }
     }
 
@@ -187,28 +187,27 @@ public final class VirtioFrontend: @unchecked Sendable {
     /// socket file is removed when the frontend disconnects.
     public static func listen(path: String, options: FrontendOptions = FrontendOptions(),
                               timeoutSeconds: Double? = nil) throws(FrontendError) -> VirtioFrontend {
-        let listenFD: Int32
-        do { listenFD = try VhostUserChannel.listen(path: path, backlog: 1) } catch { throw .channel(error) }
-        defer { closeFD(listenFD) }
-        var p = pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)
+        let listener: OwnedFD
+        do { listener = try VhostUserChannel.listenSocket(path: path, backlog: 1) } catch { throw .channel(error) }
         let timeout = timeoutSeconds.map { Int32(min(max(0, $0) * 1000, Double(Int32.max))) } ?? -1
-        var r: Int32
-        repeat { r = poll(&p, 1, timeout) } while r < 0 && errno == EINTR
-        if r == 0 {
-            unlink(path)
+        // A poll error other than a time-out falls through to accept, which reports it.
+        var timedOut = false
+        do { timedOut = try Poll.wait(listener.raw, for: Poll.readable, timeoutMilliseconds: timeout) == nil } catch {}
+        if timedOut {
+            UnixSocket.removeFile(path)
             throw .timedOut("no backend connected to \(path) within \(timeoutSeconds ?? 0) s")
         }
-        let fd: Int32
-        do { fd = try VhostUserChannel.accept(listenFD) } catch {
-            unlink(path)
+        let socket: OwnedFD
+        do { socket = try VhostUserChannel.acceptSocket(listener.raw) } catch {
+            UnixSocket.removeFile(path)
             throw .channel(error)
         }
         do {
-            let frontend = try VirtioFrontend(channel: VhostUserChannel(fd: fd), options: options)
+            let frontend = try VirtioFrontend(channel: VhostUserChannel(owning: socket), options: options)
             frontend.listeningPath = path
             return frontend
         } catch {
-            unlink(path)
+            UnixSocket.removeFile(path)
             throw error
         }
     }
@@ -218,10 +217,7 @@ public final class VirtioFrontend: @unchecked Sendable {
     /// Non-blocking: one poll(2) with a zero timeout.
     public var backendClosed: Bool {
         guard isConnected else { return true }
-        let rdhup: Int16 = 0x2000   // POLLRDHUP (a _GNU_SOURCE name Glibc's module does not export)
-        var p = pollfd(fd: channel.fd, events: rdhup, revents: 0)
-        guard poll(&p, 1, 0) == 1 else { return false }
-        return p.revents & (rdhup | Int16(POLLHUP | POLLERR | POLLNVAL)) != 0
+        return Poll.peerClosed(channel.fd)
     }
 
     // MARK: Stopping
@@ -235,7 +231,7 @@ public final class VirtioFrontend: @unchecked Sendable {
         isConnected = false
         defer {
             channel.close()
-            if let listeningPath { unlink(listeningPath) }
+            if let listeningPath { UnixSocket.removeFile(listeningPath) }
             listeningPath = nil
         }
         var bases: [UInt32] = []

@@ -251,7 +251,7 @@ extension VirtioFrontend {
         if !ready {
             counters.callWaits &+= 1
             for i in 0..<queuePairs { rxPollFDs[i].revents = 0 }
-            let r = Glibc.poll(rxPollFDs, nfds_t(queuePairs), timeoutMilliseconds)
+            let r = Poll.once(rxPollFDs, count: queuePairs, timeoutMilliseconds: timeoutMilliseconds)
             if r > 0 {
                 for i in 0..<queuePairs where rxPollFDs[i].revents != 0 { EventFD.drain(rxPollFDs[i].fd) }
             }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 
 /// A front-end request, decoded and validated (see `decode` in
 /// MessageDecoding.swift): every case holds typed fields whose ranges have
@@ -139,7 +140,7 @@ public enum VhostUserMessage: Equatable, Sendable {
     /// Closes every fd the message holds. For a caller that rejects a decoded
     /// message (wrong state, unsupported feature) instead of keeping its fds.
     public func closeFileDescriptors() {
-        for fd in fileDescriptors where fd >= 0 { _ = Glibc.close(fd) }
+        for fd in fileDescriptors where fd >= 0 { closeFD(fd) }
     }
 }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 
 // The validator for front-end requests. Every rule a payload must satisfy is
 // checked here, once, so the back-end's handlers only ever see sane values.
@@ -47,7 +48,7 @@ extension VhostUserMessage {
 func closeUnheldFDs(_ fds: [Int32], except keep: [Int32]) {
     var closed: [Int32] = []
     for fd in fds where fd >= 0 && !keep.contains(fd) && !closed.contains(fd) {
-        _ = Glibc.close(fd)
+        closeFD(fd)
         closed.append(fd)
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 
 /// A back-end reply: what the back-end encodes, and what the test front-end
 /// decodes and checks against the request it sent.
@@ -41,7 +42,7 @@ public enum VhostUserReply: Equatable, Sendable {
     }
 
     public func closeFileDescriptors() {
-        for fd in fileDescriptors where fd >= 0 { _ = Glibc.close(fd) }
+        for fd in fileDescriptors where fd >= 0 { closeFD(fd) }
     }
 
     /// The reply a front-end waits for after sending `request`: the request's
