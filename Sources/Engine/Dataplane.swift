@@ -17,7 +17,9 @@ public final class Dataplane {
     let stats: StatsWriter
     let mempool: Mempool
     private(set) var workers: [Worker] = []
-    private let signalFD: Int32
+    /// SIGINT/SIGTERM/SIGHUP, read by the control loop (owned: closed with the dataplane).
+    private let signals: OwnedFD
+    private var signalFD: Int32 { signals.raw }
     let controlEpoll: Epoll
     private var mempoolInUse: StatsCounter = .discard
     private var stopping = false
@@ -38,9 +40,9 @@ public final class Dataplane {
         do {
             // Block the signals before any thread starts, so every thread inherits the mask
             // and only the control loop sees them (through the signalfd).
-            signalFD = try Signals.signalFD([SIGINT, SIGTERM, SIGHUP])
+            signals = OwnedFD(adopting: try Signals.signalFD([SIGINT, SIGTERM, SIGHUP]))
             controlEpoll = try Epoll()
-            try controlEpoll.add(signalFD, token: Self.signalToken)
+            try controlEpoll.add(signals.raw, token: Self.signalToken)
         } catch { throw EngineError("cannot set up the control loop: \(error)") }
 
         do {
@@ -145,7 +147,6 @@ public final class Dataplane {
         for w in workers { w.stop() }
         closePorts()
         stats.remove()
-        closeFD(signalFD)
     }
 
 }

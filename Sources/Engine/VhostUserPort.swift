@@ -17,7 +17,9 @@ final class VhostUserPort: DataplanePort {
     let config: PortConfig
     let device: VhostNetDevice
     let socketPath: String
-    private(set) var listenFD: Int32 = -1
+    /// The listening socket (server mode), owned: closed with the port or in `close`.
+    private var listener: OwnedFD?
+    private var listenFD: Int32 { listener?.raw ?? -1 }
     private(set) var connection: VhostUserBackendConnection?
     private var nextConnectAt: UInt64 = 0
     private var backoffNanos: UInt64 = 100_000_000
@@ -72,7 +74,7 @@ final class VhostUserPort: DataplanePort {
         guard config.mode == .server else { return }
         let dir = String(socketPath[..<(socketPath.lastIndex(of: "/") ?? socketPath.startIndex)])
         if !dir.isEmpty { makeDirectories(dir) }
-        do { listenFD = try VhostUserChannel.listen(path: socketPath) } catch {
+        do { listener = try VhostUserChannel.listenSocket(path: socketPath) } catch {
             throw EngineError("port \(config.name): cannot listen on \(socketPath): \(error.description)")
         }
         do { try epoll.add(listenFD, token: listenToken) } catch {
@@ -83,21 +85,21 @@ final class VhostUserPort: DataplanePort {
 
     /// The listening socket is readable: accept one front-end (a second one is refused).
     func acceptReady(epoll: Epoll, logger: Logger) {
-        let fd: Int32
-        do { fd = try VhostUserChannel.accept(listenFD) } catch {
+        let socket: OwnedFD
+        do { socket = try VhostUserChannel.acceptSocket(listenFD) } catch {
             logger.warning("port \(config.name): accept: \(error.description)")
             return
         }
         if connection != nil {
             logger.warning("port \(config.name): refusing a second front-end while one is connected")
-            closeFD(fd)
-            return
+            return   // `socket` closes here
         }
-        attach(fd: fd, epoll: epoll, logger: logger)
+        attach(socket, epoll: epoll, logger: logger)
     }
 
-    private func attach(fd: Int32, epoll: Epoll, logger: Logger) {
-        let conn = VhostUserBackendConnection(fd: fd, device: device)
+    private func attach(_ socket: consuming OwnedFD, epoll: Epoll, logger: Logger) {
+        let fd = socket.raw
+        let conn = VhostUserBackendConnection(owning: socket, device: device)
         do { try epoll.add(fd, token: connectionToken) } catch {
             logger.error("port \(config.name): \(error)")
             conn.close()
@@ -143,8 +145,7 @@ final class VhostUserPort: DataplanePort {
     func tick(now: UInt64, epoll: Epoll, logger: Logger) {
         guard config.mode == .client, connection == nil, now >= nextConnectAt else { return }
         do {
-            let fd = try VhostUserChannel.connect(path: socketPath)
-            attach(fd: fd, epoll: epoll, logger: logger)
+            attach(try VhostUserChannel.connectSocket(path: socketPath), epoll: epoll, logger: logger)
         } catch {
             if backoffNanos >= 1_000_000_000 && nextConnectAt != 0 {
                 logger.debug("port \(config.name): connect \(socketPath): \(error.description)")
@@ -162,8 +163,7 @@ final class VhostUserPort: DataplanePort {
         device.hooks = .direct
         if listenFD >= 0 {
             epoll.remove(listenFD)
-            closeFD(listenFD)
-            listenFD = -1
+            listener = nil
             unlink(socketPath)
         }
     }

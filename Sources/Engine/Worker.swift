@@ -22,7 +22,8 @@ public final class Worker: @unchecked Sendable {
     let control = WorkerControl.create()
     let counters: WorkerCounters
     /// Wakes the worker from an event-mode sleep (control messages, shutdown).
-    let wakeFD: Int32
+    private let wake: OwnedFD
+    var wakeFD: Int32 { wake.raw }
     /// Event mode: the wake fd plus the kick eventfds of the queues this worker polls.
     let epoll: Epoll
     /// Owned by the worker thread; see the type comment.
@@ -41,7 +42,7 @@ public final class Worker: @unchecked Sendable {
         self.counters = counters
         self.mempool = mempool
         self.mempoolCache = mempool.cache(id)
-        wakeFD = try EventFD.create()
+        wake = OwnedFD(adopting: try EventFD.create())
         epoll = try Epoll()
         try epoll.add(wakeFD, token: UInt64.max)
     }
@@ -49,7 +50,6 @@ public final class Worker: @unchecked Sendable {
     deinit {
         control.destroy()
         pollList.destroy(context(now: 0))
-        closeFD(wakeFD)
     }
 
     func context(now: UInt64) -> WorkerContext {
