@@ -470,7 +470,7 @@ final class SwitchNamespaceTests: XCTestCase {
         let client = try lab.sh("ip netns exec \(c) iperf3 -c 10.9.0.1 -t 3 -J --connect-timeout 3000",
                                 timeout: 25, check: false)
         XCTAssertFalse(client.timedOut, "iperf3 client ran past 25 s")
-        XCTAssertEqual(client.status, 0, "iperf3 client failed:\n\(client.tail(30))")
+        XCTAssertEqual(client.status, 0, "iperf3 client failed:\n\(client.tail(30))\nsluice: \(lab.countersLine())")
         let json = try? JSONSerialization.jsonObject(with: Data(client.output.utf8)) as? [String: Any]
         let end = json?["end"] as? [String: Any]
         let received = (end?["sum_received"] as? [String: Any])?["bits_per_second"] as? Double ?? 0
