@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Stats
 import Memory
 import Platform
@@ -32,27 +35,37 @@ public enum HostBurst {
 
     @inlinable
     public static func transmit(tap: TapIO, _ batch: inout PacketBatch, _ ctx: WorkerContext, _ c: PortCounters) -> Int {
-        sendEach(&batch, ctx, c) { tap.write($0, length: $1) }
+        sendEach(&batch, ctx, c, syscall: true) { tap.write($0, length: $1) }
     }
 
     /// Hand every frame of `batch` to `send`, free the buffers, empty the batch, count.
-    /// Frames `send` refuses count as drop.no_rx_buffer (the kernel's queue was full).
+    /// Frames `send` refuses count as drop.link_down when `send` is a system call that
+    /// failed because the interface is down (EIO, ENETDOWN, ENXIO), as drop.no_rx_buffer
+    /// otherwise (the kernel's queue or the TX ring was full).
     @inlinable
-    static func sendEach(_ batch: inout PacketBatch, _ ctx: WorkerContext, _ c: PortCounters,
+    static func sendEach(_ batch: inout PacketBatch, _ ctx: WorkerContext, _ c: PortCounters, syscall: Bool,
                          _ send: (UnsafeRawPointer, Int) -> Bool) -> Int {
         let n = batch.count
         let pool = ctx.pool
-        var sent = 0, bytes = 0
+        var sent = 0, bytes = 0, down = 0
         for i in 0..<n {
             let p = batch[i]
             let len = pool.length(p)
-            if send(pool.frame(p), len) { sent &+= 1; bytes &+= len }
+            if send(pool.frame(p), len) {
+                sent &+= 1; bytes &+= len
+            } else if syscall {
+                let e = errno
+                if e == EIO || e == ENETDOWN || e == ENXIO { down &+= 1 }
+            }
         }
         batch.withIndices { ctx.cache.free($0, n) }
         batch.removeAll()
         c.txPackets.add(UInt64(sent))
         c.txBytes.add(UInt64(bytes))
-        if sent < n { c.dropNoRxBuffer.add(UInt64(n &- sent)) }
+        if sent < n {
+            c.dropLinkDown.add(UInt64(down))
+            c.dropNoRxBuffer.add(UInt64(n &- sent &- down))
+        }
         return sent
     }
 
@@ -83,7 +96,7 @@ public enum HostBurst {
 
     @inlinable
     public static func transmit(ring: PacketRingIO, _ batch: inout PacketBatch, _ ctx: WorkerContext, _ c: PortCounters) -> Int {
-        let sent = sendEach(&batch, ctx, c) { ring.transmit($0, length: $1) }
+        let sent = sendEach(&batch, ctx, c, syscall: false) { ring.transmit($0, length: $1) }
         if sent > 0 { ring.flush() }
         return sent
     }
