@@ -67,7 +67,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "sluice-bench",
-            dependencies: ["Memory", "Platform", "CSluice"],
+            dependencies: ["Memory", "Platform", "Switching", "CSluice"],
             path: "tools/bench/sluice-bench",
             swiftSettings: hot
         ),

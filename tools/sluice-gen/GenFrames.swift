@@ -101,6 +101,49 @@ enum GenFrame {
     }
 }
 
+/// The source addresses of `tx --macs N`: address i is the base with i added (modulo
+/// 2^24) to its bytes 2-4 (big endian), first and last bytes kept. Stored 8 bytes
+/// apart in one block, so the send loop copies 6 bytes and allocates nothing.
+struct SourceMACs {
+    static let maxCount = 1 << 24
+    let count: Int
+    let table: UnsafeMutableRawPointer
+
+    init(base: [UInt8], count: Int) {
+        precondition(base.count == 6 && (1...Self.maxCount).contains(count))
+        self.count = count
+        table = .allocate(byteCount: count * 8, alignment: 64)
+        let middle = Int(base[2]) << 16 | Int(base[3]) << 8 | Int(base[4])
+        for i in 0..<count {
+            let m = (middle + i) & 0xff_ffff
+            let mac: [UInt8] = [base[0], base[1], UInt8(m >> 16), UInt8((m >> 8) & 0xff), UInt8(m & 0xff), base[5], 0, 0]
+            for (k, b) in mac.enumerated() { table.storeBytes(of: b, toByteOffset: i * 8 + k, as: UInt8.self) }
+        }
+    }
+
+    func deallocate() { table.deallocate() }
+
+    /// Address `i` as six bytes.
+    func mac(_ i: Int) -> [UInt8] { (0..<6).map { table.load(fromByteOffset: i * 8 + $0, as: UInt8.self) } }
+
+    /// The index of `mac` among the addresses, or nil.
+    func index(of mac: [UInt8]) -> Int? {
+        let first = self.mac(0)
+        guard mac.count == 6, mac[0] == first[0], mac[1] == first[1], mac[5] == first[5] else { return nil }
+        let middle = { (m: [UInt8]) in Int(m[2]) << 16 | Int(m[3]) << 8 | Int(m[4]) }
+        let i = (middle(mac) - middle(first)) & 0xff_ffff
+        return i < count ? i : nil
+    }
+
+    /// Writes address `i` at `to` (6 bytes, no alignment needed).
+    @inline(__always)
+    func write(_ i: Int, into to: UnsafeMutableRawPointer) {
+        let from = table + i &* 8
+        to.storeBytes(of: from.load(as: UInt32.self), as: UInt32.self)
+        to.storeBytes(of: from.load(fromByteOffset: 4, as: UInt16.self), toByteOffset: 4, as: UInt16.self)
+    }
+}
+
 /// "02:00:00:00:00:01" → six bytes.
 func parseMAC(_ text: String) -> [UInt8]? {
     let parts = text.split(separator: ":", omittingEmptySubsequences: false)

@@ -34,8 +34,16 @@ struct RxCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Frames taken per harvest.", valueName: "N"))
     var burst: Int = 64
 
+    @Option(name: .long, help: ArgumentHelp(
+        "First send one broadcast frame from this source MAC on every queue pair, so a learning "
+            + "switch knows where the receiver is (as a guest's gratuitous ARP).", valueName: "MAC"))
+    var announce: String?
+
     func validate() throws {
         guard count >= 0 else { throw ValidationError("--count must be 0 or more") }
+        if let announce, parseMAC(announce).map({ $0[0] & 1 == 0 }) != true {
+            throw ValidationError("--announce: expected a unicast xx:xx:xx:xx:xx:xx")
+        }
         guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be positive") }
         guard (1...4096).contains(burst) else { throw ValidationError("--burst must be 1...4096") }
     }
@@ -43,6 +51,14 @@ struct RxCommand: ParsableCommand {
     func run() throws {
         let stop = StopSignal()
         let frontend = try device.open()
+        if let mac = announce.flatMap(parseMAC) {
+            let frame = GenFrame.template(size: GenFrame.minSize, stream: 0, source: mac, destination: [0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
+            for pair in 0..<frontend.queuePairs {
+                _ = frontend.send(count: 1, size: frame.count, queuePair: pair) { out, _ in
+                    frame.withUnsafeBytes { out.copyMemory(from: $0) }
+                }
+            }
+        }
         var checker = SequenceChecker()
         let check = checkSequence
         let limit = count

@@ -39,6 +39,12 @@ struct TxCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Destination MAC.", valueName: "MAC"))
     var dstMAC: String = "02:00:00:00:00:02"
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Cycle the source MAC over N addresses: the base (--src-mac or its default) plus 0...N-1 "
+            + "in bytes 2-4 (so 02:00:00:00:00:01 gives 02:00:00:00:00:01, 02:00:00:00:01:01, ...); "
+            + "1: the base only.", valueName: "N"))
+    var macs: Int = 1
+
     @Option(name: .long, help: ArgumentHelp("Seconds to wait for the backend to take the last frames.", valueName: "S"))
     var drainTimeout: Double = 5
 
@@ -52,6 +58,12 @@ struct TxCommand: ParsableCommand {
         if let srcMAC, parseMAC(srcMAC) == nil { throw ValidationError("--src-mac: expected xx:xx:xx:xx:xx:xx") }
         guard parseMAC(dstMAC) != nil else { throw ValidationError("--dst-mac: expected xx:xx:xx:xx:xx:xx") }
         if let duration, !(duration > 0) { throw ValidationError("--duration must be positive") }
+        guard (1...SourceMACs.maxCount).contains(macs) else {
+            throw ValidationError("--macs must be 1...\(SourceMACs.maxCount)")
+        }
+        if macs > 1, let srcMAC, let base = parseMAC(srcMAC), base[0] & 1 != 0 {
+            throw ValidationError("--macs: --src-mac \(srcMAC) is a multicast address")
+        }
     }
 
     func run() throws {
@@ -69,6 +81,23 @@ struct TxCommand: ParsableCommand {
             t.withUnsafeBytes { (templates + p * size).copyMemory(from: $0.baseAddress!, byteCount: size) }
         }
         var sequences = [UInt64](repeating: 0, count: pairs)
+
+        // --macs: every source address precomputed; a frame patches its 6 bytes in place.
+        let sources = SourceMACs(base: source, count: macs)
+        defer { sources.deallocate() }
+        if macs > 1 {
+            if source[0] & 1 != 0 {
+                printError("sluice-gen tx: --macs: source base \(formatMAC(source)) is a multicast address")
+                throw ExitCode(2)
+            }
+            if let i = sources.index(of: destination) {
+                printError("sluice-gen tx: --dst-mac \(formatMAC(destination)) is source address #\(i) of --macs \(macs)")
+                throw ExitCode(2)
+            }
+        }
+        let cycleMACs = macs > 1
+        let macCount = macs
+        var macIndex = 0
 
         // Plain locals: an @Option getter in the loop costs a generic metadata lookup per call.
         let frameSize = size
@@ -108,6 +137,10 @@ struct TxCommand: ParsableCommand {
             let k = frontend.send(count: n, size: frameSize, queuePair: pair) { frame, i in
                 frame.baseAddress!.copyMemory(from: base, byteCount: frameSize)
                 GenFrame.setSequence(frame, first &+ UInt64(i))
+                if cycleMACs {
+                    sources.write(macIndex, into: frame.baseAddress! + 6)
+                    macIndex = macIndex &+ 1 == macCount ? 0 : macIndex &+ 1
+                }
             }
             sequences[pair] = first &+ UInt64(k)
             sent += k
@@ -162,6 +195,7 @@ struct TxCommand: ParsableCommand {
             s.add("bits_per_second", bps)
             s.add("size", frameSize)
             s.add("queues", pairs)
+            s.add("source_macs", macCount)
             s.add("cpu_seconds", cpu)
             s.add("cycles_per_packet", cycles)
             s.add("ring_full", c.txRingFull)

@@ -4,18 +4,22 @@ import Glibc
 
 // sluice-bench: Sluice's IndexRing and Mempool timed like DPDK's ring_perf_autotest and
 // mempool_perf_autotest, printed in their shape. tools/bench/ring-mempool.sh runs both
-// side by side and builds the table in BENCHMARKS.md.
+// side by side and builds the table in BENCHMARKS.md. `mactable` times the switch's
+// MacTable (learn + lookup per frame) with few and many entries.
 
 let usage = """
     usage: sluice-bench ring    [--sizes 8,32] [--cpus 0,1]
            sluice-bench mempool [--cores 1,2] [--bulk 1,32] [--keep 32,128]
                                 [--seconds 5] [--pool-size 2047] [--cpus 0,1]
+           sluice-bench mactable [--entries 1,4000] [--max-macs 4096] [--ops 20000000] [--cpu 1]
 
       ring     single, burst, bulk and empty enq/deq on one core (cycles per enq+deq
                turn), bulk on two cores (producer on the first cpu, consumer on the
                second; cycles per entry), MP/MC turns per core in 100 ms on both cores
       mempool  take n_keep buffers in bulks, return them in bulks, through the
                per-thread cache; buffers per second summed over cores
+      mactable the switch's MacTable: learn of a known source key (cycling over the
+               learned entries) + lookup of a known destination; cycles and ns per op
     """
 
 /// Hand-parsed `--name value` options (no ArgumentParser: this tool stays small).
@@ -72,6 +76,12 @@ func runMain() throws(BenchError) {
                          seconds: try o.number("seconds", default: 5),
                          poolSize: Int(try o.number("pool-size", default: 2047)),
                          cpus: try o.list("cpus", default: [0, 1])).run()
+    case "mactable":
+        let o = try Options(rest, allowed: ["entries", "max-macs", "ops", "cpu"])
+        try MacTableBench(entries: try o.list("entries", default: [1, 4000]),
+                          maxMACs: Int(try o.number("max-macs", default: 4096)),
+                          ops: Int(try o.number("ops", default: 20_000_000)),
+                          cpu: try o.list("cpu", default: [1])[0]).run()
     case "-h", "--help", "help":
         print(usage)
     default:
