@@ -64,7 +64,7 @@ final class AfPacketPort: DataplanePort {
     var interface: String { config.interface ?? config.name }
 
     func open(epoll: Epoll, logger: Logger) throws(EngineError) {
-        do { socket = try PacketSocket.open(interface: interface, frameSize: 2048 + 128) } catch {
+        do { socket = try PacketSocket.open(interface: interface, frameSize: 2048 + 128, rxFrameSize: PacketSocket.gsoFrameSize) } catch {
             throw EngineError("port \(config.name): af-packet \(interface): \(error)")
         }
         up = NetInterface.isUp(interface)
