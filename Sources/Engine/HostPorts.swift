@@ -68,7 +68,7 @@ final class AfPacketPort: DataplanePort {
             throw EngineError("port \(config.name): af-packet \(interface): \(error)")
         }
         up = NetInterface.isUp(interface)
-        logger.info("port \(config.name): attached to \(interface) (AF_PACKET, TPACKET_V3 rings)\(up ? "" : "; the interface is down")")
+        logger.info("port \(config.name): attached to \(interface) (AF_PACKET, TPACKET_V3 rings, vnet headers: GSO frames segmented)\(up ? "" : "; the interface is down")")
     }
 
     func rx(_ q: Int) -> PortRx { if let io = socket?.io { .packet(io) } else { .none } }
