@@ -42,6 +42,7 @@ int sl_packet_ignore_outgoing_opt(void) { return PACKET_IGNORE_OUTGOING; }
 int sl_packet_loss_opt(void) { return PACKET_LOSS; }
 int sl_packet_add_membership_opt(void) { return PACKET_ADD_MEMBERSHIP; }
 int sl_packet_statistics_opt(void) { return PACKET_STATISTICS; }
+int sl_packet_vnet_hdr_opt(void) { return PACKET_VNET_HDR; }
 
 socklen_t sl_fill_sockaddr_ll(sl_sockaddr_ll_storage *s, int ifindex) {
     struct sockaddr_ll a;

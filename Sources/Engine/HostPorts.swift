@@ -64,11 +64,11 @@ final class AfPacketPort: DataplanePort {
     var interface: String { config.interface ?? config.name }
 
     func open(epoll: Epoll, logger: Logger) throws(EngineError) {
-        do { socket = try PacketSocket.open(interface: interface, frameSize: 2048 + 128) } catch {
+        do { socket = try PacketSocket.open(interface: interface, frameSize: 2048 + 128, rxFrameSize: PacketSocket.gsoFrameSize) } catch {
             throw EngineError("port \(config.name): af-packet \(interface): \(error)")
         }
         up = NetInterface.isUp(interface)
-        logger.info("port \(config.name): attached to \(interface) (AF_PACKET, TPACKET_V3 rings)\(up ? "" : "; the interface is down")")
+        logger.info("port \(config.name): attached to \(interface) (AF_PACKET, TPACKET_V3 rings, vnet headers: GSO frames segmented)\(up ? "" : "; the interface is down")")
     }
 
     func rx(_ q: Int) -> PortRx { if let io = socket?.io { .packet(io) } else { .none } }

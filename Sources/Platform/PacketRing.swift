@@ -8,22 +8,33 @@ import CSluice
 /// mapping. Owned by the control plane; `deinit` unmaps the rings and closes the
 /// socket (which also drops the promiscuous-mode membership).
 ///
-/// Ring sizes. RX: blocks of max(64 KiB, 4 frames) — a TPACKET_V3 block is only
+/// Offloads. The socket has PACKET_VNET_HDR: every RX frame comes with the
+/// kernel's `struct virtio_net_hdr` (partial checksum, GSO type and size), so a
+/// frame the sender left to "the device" (CHECKSUM_PARTIAL, a TSO/GSO super-frame
+/// of up to 64 KiB from a veth peer's stack) can be finished in software; on TX
+/// each slot starts with an all-zero header (no offload asked).
+///
+/// Ring sizes. RX: blocks of max(64 KiB, one `rxFrameSize` frame + metadata rounded
+/// up to a power of two: 128 KiB for GSO frames) — a TPACKET_V3 block is only
 /// handed to us when it is full or when its retire timer fires, so a smaller
 /// block bounds the latency at moderate rates (64 KiB fills in ~50 µs at
 /// 10 Gb/s) while still batching hundreds of small frames per block; 8 MiB in
 /// total (128 blocks) absorbs ~6 ms of a 10 Gb/s burst while the worker is busy
-/// elsewhere. The retire timer is 1 ms, the shortest the kernel takes (it rounds
+/// elsewhere (16 MiB with 128 KiB blocks: a block may hold a single GSO frame). The retire timer is 1 ms, the shortest the kernel takes (it rounds
 /// up to one jiffy, 4 ms at HZ=250): at low rates a frame can wait that long.
-/// TX: slots of `frameSize` + the 48-byte slot header, at least 512 of them, in
+/// TX: slots of `frameSize` + the 48-byte slot header + the 10-byte virtio_net_hdr, at least 512 of them, in
 /// 64 KiB blocks.
 ///
-/// Frames longer than `frameSize` are cut by the kernel (a socket filter sets
-/// the capture length) and reported `truncated`.
+/// RX frames longer than `rxFrameSize` are cut by the kernel (a socket filter sets
+/// the capture length) and reported `truncated`. The filter is what keeps every
+/// frame inside one block: without it a longer frame (a GSO super-frame when
+/// the ring is sized for MTU frames) is clamped to the block by the kernel, which
+/// logs an error, and its copy would cost a block for nothing.
 public struct PacketSocket: ~Copyable {
     public let interface: String
     public let ifindex: Int32
     public let frameSize: Int
+    public let rxFrameSize: Int
     public let rxBlockSize: Int
     public let rxBlockCount: Int
     public let txSlotCount: Int
@@ -35,12 +46,18 @@ public struct PacketSocket: ~Copyable {
     /// The worker's view. Exactly one thread may use it (it moves the ring cursors).
     public var io: PacketRingIO { PacketRingIO(fd: fd, ring: ring) }
 
-    private init(interface: String, ifindex: Int32, frameSize: Int, rxBlockSize: Int, rxBlockCount: Int,
+    /// The largest frame a GSO super-frame can be: a 64 KiB IP packet (IPv4 total
+    /// length or IPv6 payload length ≤ 65535, + 40 for IPv6) behind an Ethernet header
+    /// and two VLAN tags, rounded up. What an af-packet port's RX ring holds whole.
+    public static let gsoFrameSize = 65_536 + 64
+
+    private init(interface: String, ifindex: Int32, frameSize: Int, rxFrameSize: Int, rxBlockSize: Int, rxBlockCount: Int,
                  txSlotCount: Int, fd: Int32, mapping: UnsafeMutableRawPointer, mappingLength: Int,
                  ring: UnsafeMutablePointer<sl_pring>) {
         self.interface = interface
         self.ifindex = ifindex
         self.frameSize = frameSize
+        self.rxFrameSize = rxFrameSize
         self.rxBlockSize = rxBlockSize
         self.rxBlockCount = rxBlockCount
         self.txSlotCount = txSlotCount
@@ -50,26 +67,34 @@ public struct PacketSocket: ~Copyable {
         self.ring = ring
     }
 
-    /// Open a TPACKET_V3 socket on `interface` (which must exist) for frames of up
+    /// Open a TPACKET_V3 socket on `interface` (which must exist) that sends frames of up
     /// to `frameSize` bytes (Ethernet header included, e.g. 1518 for a 1500 MTU
-    /// with one VLAN tag). Non-blocking, close-on-exec, qdisc bypass on TX,
-    /// promiscuous, and deaf to outgoing frames (its own transmissions and the
-    /// host stack's).
-    public static func open(interface: String, frameSize: Int) throws(SystemError) -> PacketSocket {
+    /// with one VLAN tag) and receives frames of up to `rxFrameSize` (default
+    /// `frameSize`; `gsoFrameSize` to take GSO super-frames whole). Non-blocking,
+    /// close-on-exec, qdisc bypass on TX, promiscuous, PACKET_VNET_HDR, and deaf to
+    /// outgoing frames (its own transmissions and the host stack's).
+    public static func open(interface: String, frameSize: Int, rxFrameSize: Int? = nil) throws(SystemError) -> PacketSocket {
+        let rxMax = rxFrameSize ?? frameSize
         guard NetInterface.validName(interface), let ifindex = NetInterface.index(interface) else {
             throw NetInterface.missing(interface)
         }
         guard frameSize >= 64, frameSize <= 65_536 else {
             throw SystemError("packet socket on '\(interface)': frameSize \(frameSize) is outside 64...65536", errno: EINVAL)
         }
+        guard rxMax >= 64, rxMax <= gsoFrameSize else {
+            throw SystemError("packet socket on '\(interface)': rxFrameSize \(rxMax) is outside 64...\(gsoFrameSize)", errno: EINVAL)
+        }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let hdr = Int(SL_TP3_HDRLEN)
-        // One slot: header + frame, 16-byte aligned (TPACKET_ALIGNMENT). RX frames
-        // also need the sockaddr_ll and the MAC-offset padding, ~96 bytes.
-        let slot = roundUp(frameSize + hdr, 16)
-        let rxBlockSize = max(64 << 10, roundUp(4 * (frameSize + 128), page))
-        let rxBlockCount = max(8, (8 << 20) / rxBlockSize)
-        let rxFrameSize = roundUp(max(slot, Int(SL_TP3_RX_META_END) + 16), 16)
+        let vnet = Int(SL_VNET_HDRLEN)
+        // One TX slot: header + virtio_net_hdr + frame, 16-byte aligned (TPACKET_ALIGNMENT).
+        let slot = roundUp(frameSize + vnet + hdr, 16)
+        // An RX frame also needs the sockaddr_ll, the MAC-offset padding and the
+        // virtio_net_hdr, ~110 bytes, and its block the 48-byte block header. The
+        // kernel allocates a block as a power-of-two run of pages.
+        let rxBlockSize = max(64 << 10, roundUp(nextPowerOfTwo(rxMax + 256), page))
+        let rxBlockCount = max(8, (rxMax > 16 << 10 ? 16 << 20 : 8 << 20) / rxBlockSize)
+        let rxSlot = roundUp(max(rxMax + hdr + vnet, Int(SL_TP3_RX_META_END) + 16), 16)
         let txBlockSize = max(64 << 10, roundUp(slot, page))
         let txPerBlock = txBlockSize / slot
         let txBlockCount = (512 + txPerBlock - 1) / txPerBlock
@@ -88,19 +113,22 @@ public struct PacketSocket: ~Copyable {
             // A frame the kernel will not send (too long for the MTU, malformed) is
             // dropped and its slot freed, instead of stopping the TX ring.
             try setOption(fd, sl_packet_loss_opt(), 1, "\(what)(PACKET_LOSS)")
+            // Before the rings exist (the kernel refuses it after): a virtio_net_hdr with
+            // each frame, both ways.
+            try setOption(fd, sl_packet_vnet_hdr_opt(), 1, "\(what)(PACKET_VNET_HDR)")
             do throws(SystemError) {
                 try setOption(fd, sl_packet_ignore_outgoing_opt(), 1, "\(what)(PACKET_IGNORE_OUTGOING)")
             } catch where error.errno == ENOPROTOOPT {
                 // Before Linux 4.20: the ring walk skips PACKET_OUTGOING frames itself.
             }
             var filter = sl_snaplen_filter()
-            let flen = sl_fill_snaplen_filter(&filter, UInt32(frameSize))
+            let flen = sl_fill_snaplen_filter(&filter, UInt32(rxMax))
             let fr = withUnsafePointer(to: &filter.prog) { setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, $0, flen) }
             if fr != 0 { throw SystemError("\(what)(SO_ATTACH_FILTER)") }
 
             var rx = sl_tpacket_req3_storage()
-            let rxLen = sl_fill_tpacket_req3(&rx, UInt32(rxBlockSize), UInt32(rxBlockCount), UInt32(rxFrameSize),
-                                             UInt32((rxBlockSize / rxFrameSize) * rxBlockCount), 1)
+            let rxLen = sl_fill_tpacket_req3(&rx, UInt32(rxBlockSize), UInt32(rxBlockCount), UInt32(rxSlot),
+                                             UInt32((rxBlockSize / rxSlot) * rxBlockCount), 1)
             if setsockopt(fd, sl_sol_packet(), sl_packet_rx_ring_opt(), &rx, rxLen) != 0 {
                 throw SystemError("\(what)(PACKET_RX_RING, \(rxBlockCount) x \(rxBlockSize >> 10) KiB)")
             }
@@ -125,6 +153,8 @@ public struct PacketSocket: ~Copyable {
         ring.pointee.rx_ring = map.assumingMemoryBound(to: UInt8.self)
         ring.pointee.rx_block_size = UInt32(rxBlockSize)
         ring.pointee.rx_block_count = UInt32(rxBlockCount)
+        ring.pointee.rx_vnet = UInt32(vnet)
+        ring.pointee.tx_vnet = UInt32(vnet)
         ring.pointee.tx_ring = (map + rxLength).assumingMemoryBound(to: UInt8.self)
         ring.pointee.tx_slot = ring.pointee.tx_ring
         ring.pointee.tx_block_size = UInt32(txBlockSize)
@@ -134,7 +164,7 @@ public struct PacketSocket: ~Copyable {
         ring.pointee.tx_max_len = UInt32(frameSize)
 
         // From here the owner cleans up on a throw.
-        let owner = PacketSocket(interface: interface, ifindex: ifindex, frameSize: frameSize,
+        let owner = PacketSocket(interface: interface, ifindex: ifindex, frameSize: frameSize, rxFrameSize: rxMax,
                                  rxBlockSize: rxBlockSize, rxBlockCount: rxBlockCount,
                                  txSlotCount: txPerBlock * txBlockCount, fd: fd, mapping: map,
                                  mappingLength: mappingLength, ring: ring)
@@ -179,6 +209,7 @@ public struct PacketSocket: ~Copyable {
     }
 
     private static func roundUp(_ n: Int, _ m: Int) -> Int { (n + m - 1) / m * m }
+    private static func nextPowerOfTwo(_ n: Int) -> Int { n <= 1 ? 1 : 1 << (Int.bitWidth - (n - 1).leadingZeroBitCount) }
 }
 
 /// One received frame: `length` bytes at `bytes`, inside the RX ring. Valid until
@@ -189,13 +220,52 @@ public struct ReceivedFrame: BitwiseCopyable {
     public let length: Int
     /// The frame's length on the wire; larger than `length` when the kernel cut it.
     public let wireLength: Int
+    /// From the frame's virtio_net_hdr: `vnetFlags` (NEEDS_CSUM: the L4 checksum at
+    /// `csumStart + csumOffset` holds only the pseudo-header sum; DATA_VALID),
+    /// `gsoType` (`ReceivedFrame.gsoTCPv4`…, ECN bit included) and `gsoSize` (payload
+    /// bytes per segment). Offsets count from `bytes`. All 0 for a plain frame.
+    public let vnetFlags: UInt8
+    public let gsoType: UInt8
+    public let gsoSize: UInt16
+    public let csumStart: UInt16
+    public let csumOffset: UInt16
+
+    public static let needsChecksum = UInt8(SL_VNET_F_NEEDS_CSUM)
+    public static let dataValid = UInt8(SL_VNET_F_DATA_VALID)
+    public static let gsoNone = UInt8(SL_VNET_GSO_NONE)
+    public static let gsoTCPv4 = UInt8(SL_VNET_GSO_TCPV4)
+    public static let gsoUDP = UInt8(SL_VNET_GSO_UDP)
+    public static let gsoTCPv6 = UInt8(SL_VNET_GSO_TCPV6)
+    public static let gsoUDPL4 = UInt8(SL_VNET_GSO_UDP_L4)
+    public static let gsoECN = UInt8(SL_VNET_GSO_ECN)
 
     @inlinable
-    public init(bytes: UnsafeRawPointer, length: Int, wireLength: Int) {
+    public init(bytes: UnsafeRawPointer, length: Int, wireLength: Int, vnetFlags: UInt8 = 0, gsoType: UInt8 = 0,
+                gsoSize: UInt16 = 0, csumStart: UInt16 = 0, csumOffset: UInt16 = 0) {
         self.bytes = bytes
         self.length = length
         self.wireLength = wireLength
+        self.vnetFlags = vnetFlags
+        self.gsoType = gsoType
+        self.gsoSize = gsoSize
+        self.csumStart = csumStart
+        self.csumOffset = csumOffset
     }
+
+    @inlinable
+    init(_ f: sl_pframe, _ data: UnsafePointer<UInt8>) {
+        self.init(bytes: UnsafeRawPointer(data), length: Int(f.length), wireLength: Int(f.wire_length),
+                  vnetFlags: f.vnet_flags, gsoType: f.gso_type, gsoSize: f.gso_size,
+                  csumStart: f.csum_start, csumOffset: f.csum_offset)
+    }
+
+    /// A GSO super-frame: to be cut into `gsoSize` segments before it goes anywhere.
+    @inlinable
+    public var isGSO: Bool { gsoType != 0 }
+
+    /// The L4 checksum is only the pseudo-header sum: complete it before sending on.
+    @inlinable
+    public var needsChecksum: Bool { vnetFlags & Self.needsChecksum != 0 }
 
     /// The kernel captured only part of the frame (it was longer than the
     /// socket's frameSize): drop and count it.
@@ -229,7 +299,29 @@ public struct PacketRingIO: BitwiseCopyable, @unchecked Sendable {
     public func nextFrame() -> ReceivedFrame? {
         var f = sl_pframe()
         guard sl_pring_next(ring, &f) != 0, let data = f.data else { return nil }
-        return ReceivedFrame(bytes: UnsafeRawPointer(data), length: Int(f.length), wireLength: Int(f.wire_length))
+        return ReceivedFrame(f, data)
+    }
+
+    /// The next received frame without stepping past it (asking again gives the
+    /// same frame), or nil when none is ready. Valid until `takeFrame()` and the
+    /// next peek, or `releaseReceived()`.
+    @inlinable
+    public func peekFrame() -> ReceivedFrame? {
+        var f = sl_pframe()
+        guard sl_pring_peek(ring, &f) != 0, let data = f.data else { return nil }
+        return ReceivedFrame(f, data)
+    }
+
+    /// Step past the frame `peekFrame()` returned (it is done with; clears `resumeOffset`).
+    @inlinable
+    public func takeFrame() { sl_pring_take(ring) }
+
+    /// Payload bytes of the peeked frame already cut into segments by an earlier
+    /// burst that ran out of room (0 for a frame not started).
+    @inlinable
+    public var resumeOffset: Int {
+        get { Int(ring.pointee.rx_resume) }
+        nonmutating set { ring.pointee.rx_resume = UInt32(truncatingIfNeeded: newValue) }
     }
 
     /// Hand back the current block if all its frames were taken (call after a

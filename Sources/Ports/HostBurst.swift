@@ -69,29 +69,56 @@ public enum HostBurst {
         return sent
     }
 
+    /// Copy frames out of the RX ring into mempool buffers. A frame whose L4
+    /// checksum the sender left partial (virtio NEEDS_CSUM) gets it completed; a
+    /// GSO super-frame is cut into segments (`Segmentation`), each its own buffer.
+    /// A frame is taken from the ring only once all of it is in the batch: when the
+    /// batch fills in the middle of a super-frame, the next burst resumes it. Returns
+    /// the frames taken from the ring (+1 for a super-frame cut only in part, so a
+    /// burst that delivered segments never reads as idle); rx_packets counts the
+    /// frames delivered (segments).
     @inlinable
     public static func receive(ring: PacketRingIO, into batch: inout PacketBatch, limit: Int, _ ctx: WorkerContext, _ c: PortCounters) -> Int {
         var taken = 0, got = 0, bytes = 0
+        var partial = false
         let pool = ctx.pool
         while taken < limit && batch.count < PacketBatch.capacity {
-            guard let f = ring.nextFrame() else { break }
+            guard let f = ring.peekFrame() else { break }
+            if f.isGSO && !f.truncated {
+                let cut = Segmentation.cut(f, from: ring.resumeOffset, into: &batch, ctx, c)
+                got &+= cut.segments
+                bytes &+= cut.bytes
+                if !cut.finished {
+                    ring.resumeOffset = cut.resume
+                    partial = true
+                    break
+                }
+                ring.takeFrame()
+                taken &+= 1
+                continue
+            }
+            ring.takeFrame()
             taken &+= 1
             // The ring hands frames as they were on the wire (a VLAN tag the kernel took
             // out is put back), so a trunk uplink sees its tags.
             if f.truncated || f.length < 14 || f.length > BufferLayout.dataRoom { c.dropBadLength.increment(); continue }
             guard let p = ctx.cache.alloc() else { ctx.allocFail.increment(); c.dropNoBuffer.increment(); continue }
-            pool.data(p).copyMemory(from: f.bytes, byteCount: f.length)
+            let d = pool.data(p)
+            d.copyMemory(from: f.bytes, byteCount: f.length)
+            if f.needsChecksum {
+                completeChecksum(frame: d, length: f.length, start: Int(f.csumStart), offset: Int(f.csumOffset))
+            }
             pool.setReceived(p, length: f.length)
             batch.append(p)
             got &+= 1
             bytes &+= f.length
         }
         ring.releaseReceived()
-        if taken > 0 {
+        if got > 0 {
             c.rxPackets.add(UInt64(got))
             c.rxBytes.add(UInt64(bytes))
         }
-        return taken
+        return partial ? taken &+ 1 : taken
     }
 
     @inlinable
