@@ -288,7 +288,7 @@ public func switchClassifyFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: In
     func check(_ f: [UInt8], at q: Int) {
         // Which frame is it? Stamped frames by their last 4 bytes, short ones by content.
         var candidates: [Int] = []
-        if f.count >= 22 {
+        if f.count >= 18 {   // a stamped frame (22 bytes or more) less its tag
             let s = UInt32(f[f.count - 4]) << 24 | UInt32(f[f.count - 3]) << 16 | UInt32(f[f.count - 2]) << 8 | UInt32(f[f.count - 1])
             if let i = byStamp[s] { candidates.append(i) }
         }
@@ -315,7 +315,9 @@ public func switchClassifyFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: In
             return
         }
         if let problem { fail(problem) }
-        fail("port \(q) received \(f.count) bytes that no accepted frame explains")
+        let hex = { (b: [UInt8]) in b.prefix(40).map { String($0, radix: 16) }.joined(separator: " ") }
+        let near = candidates.first.map { "; first candidate (port \(sent[$0].ingress), VLAN \(String(describing: sent[$0].vlan))): \(hex(sent[$0].bytes))" } ?? ""
+        fail("port \(q) received \(f.count) bytes that no accepted frame explains: \(hex(f))\(near)")
     }
 
     func pollAll(drain: Bool) {
