@@ -11,11 +11,12 @@ public struct VhostRx: BitwiseCopyable, @unchecked Sendable {
     public let queue: Virtqueue
     /// Scratch for chains that are not one descriptor (owned with the port queue).
     public let segs: SegmentList
-    /// Largest frame accepted (MTU + Ethernet header + one VLAN tag).
+    /// Largest frame accepted (MTU + Ethernet header + one VLAN tag), and never more
+    /// than a mempool buffer holds: the frame is copied into one.
     public let maxFrame: Int
 
     public init(queue: Virtqueue, segs: SegmentList, maxFrame: Int) {
-        self.queue = queue; self.segs = segs; self.maxFrame = maxFrame
+        self.queue = queue; self.segs = segs; self.maxFrame = min(maxFrame, BufferLayout.dataRoom)
     }
 
     /// Signal what an earlier burst left unsignalled (see `Virtqueue.notifyLazily`).

@@ -40,7 +40,7 @@ SANITIZE=-sanitize=fuzzer,address
 #            with libnuma and libhugetlbfs)
 #   MAX_LEN  libFuzzer -max_len
 
-TARGETS=(vhost-message desc-chain)
+TARGETS=(vhost-message desc-chain switch-classify)
 
 target_vhost_message() {
     MODULES=("VhostUser=Sources/VhostUser/Message*.swift")
@@ -62,6 +62,19 @@ target_desc_chain() {
     SEEDS=
     CSHIM=yes
     MAX_LEN=20480 # 9 control bytes + rings (0x4000) + 4 KiB of buffers
+}
+
+# The learning switch's datapath (SwitchPortQueue: VLANs, learning, flood, mirror,
+# port security, MTU, hand-over rings) over four mock vhost guests; see
+# switch-classify/Fuzz.swift for the input layout and the invariants. Seeds are
+# committed files, written by `swift tools/fuzz/switch-classify/make-seeds.swift DIR`.
+target_switch_classify() {
+    MODULES=("Platform=Sources/Platform/*.swift" "Memory=Sources/Memory/*.swift" "Stats=Sources/Stats/*.swift"
+             "Virtio=Sources/Virtio/*.swift" "Ports=Sources/Ports/*.swift" "Switching=Sources/Switching/*.swift")
+    ENTRY=tools/fuzz/switch-classify/Fuzz.swift
+    SEEDS=
+    CSHIM=yes
+    MAX_LEN=16384 # 9 control bytes + a few frames of up to 2048 bytes
 }
 
 # ---------------------------------------------------------------------------
@@ -93,6 +106,7 @@ build_cshim() {
     cat >"$dir/cshim/module.modulemap" <<EOF
 module CSluice {
     header "$ROOT/Sources/CSluice/include/csluice.h"
+    header "$ROOT/Sources/CSluice/include/sl_hostio.h"
     export *
 }
 EOF
