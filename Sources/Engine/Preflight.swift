@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Config
+import Memory
 import Platform
 
 /// What a valid config can still not run on this host: checked by `sluice --check`
@@ -37,6 +38,25 @@ public enum Preflight {
                 }
             }
         }
+        out += bufferMTUProblems(config)
         return out
+    }
+
+    /// Frames through a switch, or a p2p link with a host port, travel in mempool buffers:
+    /// a port there may not have an MTU whose frames do not fit one.
+    static func bufferMTUProblems(_ config: SluiceConfig) -> [String] {
+        let limit = BufferLayout.dataRoom - 18
+        var through: [String: String] = [:]
+        for sw in config.switches { for name in sw.ports { through[name] = "switch \(sw.name)" } }
+        for link in config.p2p {
+            let ports = [link.a, link.b].compactMap { n in config.ports.first { $0.name == n } }
+            if ports.contains(where: { $0.type != .vhostUser }) {
+                for p in ports { through[p.name] = "p2p \(link.name) (with a host port)" }
+            }
+        }
+        return config.ports.compactMap { p in
+            guard let via = through[p.name], p.mtu > limit else { return nil }
+            return "\(config.file):\(p.line): port \(p.name): mtu \(p.mtu) is too large for \(via): frames there travel in \(BufferLayout.dataRoom)-byte packet buffers (mtu at most \(limit))"
+        }
     }
 }

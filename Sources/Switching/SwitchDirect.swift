@@ -23,8 +23,12 @@ extension SwitchPortQueue {
         let sw = shared.pointee
         let pool = ctx.pool
         var dirty = Dirty()
+        // Receivers this burst copied into directly, with what each got.
         var touched = InlineArray<8, Int16>(repeating: -1)
+        var sentTo = InlineArray<8, Int>(repeating: 0)
+        var bytesTo = InlineArray<8, Int>(repeating: 0)
         var touchedCount = 0
+        var lastSrcKey: UInt64 = ~0, lastDstKey: UInt64 = ~0, lastDest = -1
         var rxPackets = 0, rxBytes = 0, badDesc = 0, badLength = 0
         for i in 0..<n { q.prefetchFirstBuffer(head: q.availHead(i)) }
         for i in 0..<n {
@@ -39,25 +43,39 @@ extension SwitchPortQueue {
                     && UInt16(bigEndian: f.loadUnaligned(fromByteOffset: 12, as: UInt16.self)) != 0x8100 {
                     let vlan = info.accessVLAN
                     let src = MacTable.key(mac: f + 6, vlan: 0)
-                    let d = sw.table.lookup(MacTable.key(mac: f, vlan: vlan))
-                    if (info.lockedMAC == 0 || src == info.lockedMAC) && d >= 0 && d != port,
+                    // Frames of one burst mostly share their addresses: look each up once.
+                    let dstKey = MacTable.key(mac: f, vlan: vlan)
+                    if dstKey != lastDstKey { lastDstKey = dstKey; lastDest = sw.table.lookup(dstKey) }
+                    let d = lastDest
+                    var slot = -1
+                    if d >= 0 {
+                        for k in 0..<touchedCount where touched[k] == Int16(d) { slot = k }
+                        if slot < 0 && touchedCount < 8 { slot = touchedCount }
+                    }
+                    // Frames already staged for `d` in this burst (flooded ones) go first: a
+                    // later frame to `d` is staged behind them, so one sender's frames keep their order.
+                    if (info.lockedMAC == 0 || src == info.lockedMAC) && d >= 0 && d != port && slot >= 0
+                        && view.pointee.staged[d].count == 0,
                        case .local(let out, _, _) = view.pointee.routes[d], case .vhost(let vtx) = out,
                        !sw.ports[d].trunk && !sw.ports[d].monitor && len <= sw.ports[d].maxFrame {
-                        let learned = sw.table.learn(src | UInt64(vlan) << 48, port: port, now: ctx.nowSeconds, portLimit: info.maxMACs)
-                        if learned == .portFull {
-                            c.dropMaxMACs.increment(); q.pushUsed(id: head, len: 0); rxPackets &+= 1; rxBytes &+= len; continue
+                        let srcKey = src | UInt64(vlan) << 48
+                        if srcKey != lastSrcKey {
+                            let learned = sw.table.learn(srcKey, port: port, now: ctx.nowSeconds, portLimit: info.maxMACs)
+                            if learned == .portFull {
+                                c.dropMaxMACs.increment(); q.pushUsed(id: head, len: 0); rxPackets &+= 1; rxBytes &+= len; continue
+                            }
+                            if learned == .learned { view.pointee.counters.learned.increment() } else if learned == .moved {
+                                view.pointee.counters.moved.increment()
+                            } else if learned == .tableFull { view.pointee.counters.tableFull.increment() }
+                            lastSrcKey = srcKey
                         }
-                        if learned == .learned { view.pointee.counters.learned.increment() } else if learned == .moved {
-                            view.pointee.counters.moved.increment()
-                        } else if learned == .tableFull { view.pointee.counters.tableFull.increment() }
+                        if slot == touchedCount { prefetchReceiver(vtx.queue, frames: n &- i) }
                         if copyDirect(f, len, header: s.pointer, to: vtx) {
                             q.pushUsed(id: head, len: 0)
                             rxPackets &+= 1; rxBytes &+= len
-                            let dc = view.pointee.portCounters[d]
-                            dc.txPackets.increment(); dc.txBytes.add(UInt64(len))
-                            var seen = false
-                            for k in 0..<touchedCount where touched[k] == Int16(d) { seen = true }
-                            if !seen && touchedCount < 8 { touched[touchedCount] = Int16(d); touchedCount &+= 1 }
+                            if slot == touchedCount { touched[slot] = Int16(d); touchedCount &+= 1 }
+                            sentTo[slot] &+= 1
+                            bytesTo[slot] &+= len
                             continue
                         }
                     }
@@ -67,7 +85,7 @@ extension SwitchPortQueue {
             guard let p = ctx.cache.alloc() else {
                 // Leave the rest in the guest's ring for the next poll.
                 ctx.allocFail.increment()
-                return finish(q, taken: i, touched, touchedCount, &dirty, ctx, c, rxPackets, rxBytes, badDesc, badLength)
+                return finish(q, taken: i, touched, sentTo, bytesTo, touchedCount, &dirty, ctx, c, rxPackets, rxBytes, badDesc, badLength)
             }
             let frameLen = vrx.copyOut(head: head, into: p, pool)
             q.pushUsed(id: head, len: 0)
@@ -79,24 +97,29 @@ extension SwitchPortQueue {
             rxPackets &+= 1; rxBytes &+= frameLen
             forward(p, info, ctx, c, &dirty)
         }
-        return finish(q, taken: n, touched, touchedCount, &dirty, ctx, c, rxPackets, rxBytes, badDesc, badLength)
+        return finish(q, taken: n, touched, sentTo, bytesTo, touchedCount, &dirty, ctx, c, rxPackets, rxBytes, badDesc, badLength)
     }
 
     /// End a burst: give the sender its buffers back, publish what the direct copies put
     /// into each receiver, send the staged frames, count.
     @inlinable
-    func finish(_ q: Virtqueue, taken: Int, _ touched: InlineArray<8, Int16>, _ touchedCount: Int, _ dirty: inout Dirty,
+    func finish(_ q: Virtqueue, taken: Int, _ touched: InlineArray<8, Int16>, _ sentTo: InlineArray<8, Int>,
+                _ bytesTo: InlineArray<8, Int>, _ touchedCount: Int, _ dirty: inout Dirty,
                 _ ctx: WorkerContext, _ c: PortCounters, _ rxPackets: Int, _ rxBytes: Int, _ badDesc: Int, _ badLength: Int) -> Int {
         q.consume(taken)
         q.suppressKicks()
         q.publishUsed()
         q.notifyLazily()
         for k in 0..<touchedCount {
-            if case .local(let out, _, _) = view.pointee.routes[Int(touched[k])], case .vhost(let vtx) = out {
+            let d = Int(touched[k])
+            if case .local(let out, _, _) = view.pointee.routes[d], case .vhost(let vtx) = out {
                 vtx.queue.publishUsed()
                 vtx.queue.suppressKicks()
                 vtx.queue.notifyLazily()
             }
+            let dc = view.pointee.portCounters[d]
+            dc.txPackets.add(UInt64(sentTo[k]))
+            dc.txBytes.add(UInt64(bytesTo[k]))
         }
         for k in 0..<dirty.count { flush(Int(dirty.ports[k]), ctx) }
         c.rxPackets.add(UInt64(rxPackets))
@@ -106,6 +129,25 @@ extension SwitchPortQueue {
             c.dropBadLength.add(UInt64(badLength))
         }
         return taken
+    }
+
+    /// The first frame of a burst for a receiver: start loading the descriptors, buffers
+    /// and used-ring lines the rest of the burst will probably use there (as the p2p link
+    /// does for its one receiver), so the misses overlap.
+    @inlinable
+    func prefetchReceiver(_ dq: Virtqueue, frames: Int) {
+        guard dq.isLive else { return }
+        let avail = dq.availableCount()
+        let m = avail < frames ? avail : frames
+        if m == 0 { return }
+        let size = dq.state.pointee.size
+        let desc = dq.state.pointee.desc.unsafelyUnwrapped
+        for j in 0..<m {
+            let h = dq.availHead(j)
+            if h < size { sl_prefetch(desc + Int(h) &* 16) }
+        }
+        for j in 0..<m { dq.prefetchReceiveBuffer(head: dq.availHead(j), headerSize: 12) }
+        dq.prefetchUsed(m)
     }
 
     /// Copy one frame into the next RX buffer of `vtx` if it is one descriptor with room;

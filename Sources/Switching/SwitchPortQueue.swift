@@ -95,10 +95,18 @@ public struct SwitchPortQueue: PollSource, @unchecked Sendable {
         if type == 0x8100 {
             let vid = UInt16(bigEndian: f.loadUnaligned(fromByteOffset: 14, as: UInt16.self)) & 0x0fff
             if pool.length(p) < 18 { c.dropBadLength.increment(); ctx.cache.free(p); return }
-            if !info.trunk || vid == 0 || !sw.carries(port, vid) { c.dropVLAN.increment(); ctx.cache.free(p); return }
-            pool.popTag(p)
-            f = pool.frame(p)
-            vlan = vid
+            if vid == 0 {
+                // A priority tag (802.1p, VID 0): the frame is untagged as far as VLANs go.
+                pool.popTag(p)
+                f = pool.frame(p)
+                if info.trunk && info.nativeVLAN == 0 { c.dropVLAN.increment(); ctx.cache.free(p); return }
+                vlan = info.trunk ? info.nativeVLAN : info.accessVLAN
+            } else {
+                if !info.trunk || !sw.carries(port, vid) { c.dropVLAN.increment(); ctx.cache.free(p); return }
+                pool.popTag(p)
+                f = pool.frame(p)
+                vlan = vid
+            }
         } else if info.trunk {
             if info.nativeVLAN == 0 { c.dropVLAN.increment(); ctx.cache.free(p); return }
             vlan = info.nativeVLAN
@@ -122,21 +130,24 @@ public struct SwitchPortQueue: PollSource, @unchecked Sendable {
             dest = sw.table.lookup(MacTable.key(mac: f, vlan: vlan))
             if dest == port { ctx.cache.free(p); return }   // already on its segment
         }
-        if sw.monitorCount > 0 { mirror(p, vlan, ctx, &dirty) }
         if dest >= 0 && !sw.ports[dest].monitor {
+            // The monitor sees what is forwarded: not a frame the destination's MTU refuses.
+            if sw.monitorCount > 0 && pool.length(p) <= sw.ports[dest].maxFrame { mirror(p, vlan, ctx, &dirty) }
             emit(p, vlan, to: dest, ctx, &dirty)
             return
         }
-        flood(p, vlan, info, ctx, c, &dirty)
-    }
-
-    /// Broadcast, multicast or unknown unicast: a copy to every other port of the VLAN.
-    @inlinable
-    func flood(_ p: Packet, _ vlan: UInt16, _ info: SwitchPortInfo, _ ctx: WorkerContext, _ c: PortCounters, _ dirty: inout Dirty) {
-        let sw = shared.pointee
         if info.floodLimit != 0 && !takeFloodToken(info.floodLimit, now: ctx.now) {
             c.dropFloodLimit.increment(); ctx.cache.free(p); return
         }
+        if sw.monitorCount > 0 { mirror(p, vlan, ctx, &dirty) }
+        flood(p, vlan, ctx, c, &dirty)
+    }
+
+    /// Broadcast, multicast or unknown unicast (past the flood limit): a copy to every other
+    /// port of the VLAN.
+    @inlinable
+    func flood(_ p: Packet, _ vlan: UInt16, _ ctx: WorkerContext, _ c: PortCounters, _ dirty: inout Dirty) {
+        let sw = shared.pointee
         c.floodPackets.increment()
         var last = -1
         for q in 0..<sw.portCount where q != port && !sw.ports[q].monitor && sw.carries(q, vlan) {

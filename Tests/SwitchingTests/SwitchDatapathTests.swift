@@ -116,6 +116,19 @@ final class SwitchDatapathTests: XCTestCase {
         f.assertNoLeak()
     }
 
+    /// An 802.1p priority tag (VID 0) carries no VLAN: on an access port the frame is in
+    /// the port's VLAN and leaves untagged; on a trunk with a native VLAN, in that one.
+    func testPriorityTaggedFramesAreUntagged() throws {
+        let f = try SwitchFixture([.access(10), .access(10), .access(20)])
+        let tagged = ethFrame(to: broadcastMAC, from: mac(1), tci: 0x6000)   // priority 3, VID 0
+        f.send(0, tagged)
+        let got = f.receivedAll()
+        XCTAssertEqual(got.keys.sorted(), [1], "flooded in VLAN 10 only")
+        XCTAssertEqual(got[1]?.first, untagged(tagged))
+        XCTAssertEqual(f.drops(), [:])
+        f.assertNoLeak()
+    }
+
     func testTrunkDropsVLANsItDoesNotCarryAndTaggedFramesOnAccessPorts() throws {
         let f = try SwitchFixture([.access(10), .trunk([10, 20]), .access(30)])
         f.send(1, ethFrame(to: broadcastMAC, from: mac(1), tci: 30))
@@ -125,7 +138,7 @@ final class SwitchDatapathTests: XCTestCase {
         XCTAssertEqual(f.receivedAll(), [:], "untagged on a trunk without native VLAN")
         XCTAssertEqual(f.drops(), ["p1.drop.vlan": 2])
         f.send(1, ethFrame(to: broadcastMAC, from: mac(1), tci: 0))
-        XCTAssertEqual(f.drops(), ["p1.drop.vlan": 3], "VID 0 is not a VLAN")
+        XCTAssertEqual(f.drops(), ["p1.drop.vlan": 3], "a priority-tagged (VID 0) frame is untagged: no native VLAN here")
         f.send(0, ethFrame(to: broadcastMAC, from: mac(1), tci: 10))
         XCTAssertEqual(f.receivedAll(), [:], "tagged on an access port")
         XCTAssertEqual(f.drops(), ["p1.drop.vlan": 3, "p0.drop.vlan": 1])

@@ -100,7 +100,7 @@ final class SwitchFixture {
             var counters: [PortCounters] = []
             for (i, p) in ports.enumerated() {
                 if p.owner == w {
-                    routes.append(.local(.vhost(VhostTx(queue: rx[i].queue, segs: segs[2 * i + 1]))))
+                    routes.append(.local(.vhost(VhostTx(queue: rx[i].queue, segs: segs[2 * i + 1])), fallback: nil, wakeFD: -1))
                 } else {
                     routes.append(.remote(rings[i]!, wakeFD: -1))
                 }

@@ -53,6 +53,20 @@ final class DaemonCLITests: XCTestCase {
         let r = try run(["--check", "--config", path, "--cores", "0"])
         XCTAssertEqual(r.status, 1, r.out)
         XCTAssertTrue(r.err.contains("\(path):4: port up: interface 'sl-nosuch0' does not exist"), r.err)
+        let jumbo = try write("""
+        [port a]
+        type = vhost-user
+        socket = /tmp/sluice-cli-a.sock
+        mtu = 9000
+        [port b]
+        type = vhost-user
+        socket = /tmp/sluice-cli-b.sock
+        [switch br]
+        ports = a, b
+        """)
+        let j = try run(["--check", "--config", jumbo, "--cores", "0"])
+        XCTAssertEqual(j.status, 1, j.out)
+        XCTAssertTrue(j.err.contains("\(jumbo):1: port a: mtu 9000 is too large for switch br"), j.err)
         let badName = try run(["--check", "--config", repo.path + "/Configs/minimal.ini", "--cores", "0", "--instance", "a/b"])
         XCTAssertEqual(badName.status, 1)
         XCTAssertTrue(badName.err.contains("--instance: bad name 'a/b'"), badName.err)

@@ -201,7 +201,11 @@ private struct Config {
         if f[12] == 0x81 && f[13] == 0x00 {
             guard f.count >= 18 else { return (nil, true) }
             let vid = (UInt16(f[14]) << 8 | UInt16(f[15])) & 0xfff
-            guard info.trunk, vid != 0, carries(p, vid) else { return (nil, true) }
+            if vid == 0 {   // a priority tag: untagged as far as VLANs go
+                if info.trunk { return (info.nativeVLAN == 0 ? nil : info.nativeVLAN, true) }
+                return (info.accessVLAN, true)
+            }
+            guard info.trunk, carries(p, vid) else { return (nil, true) }
             return (vid, true)
         }
         if info.trunk { return (info.nativeVLAN == 0 ? nil : info.nativeVLAN, false) }
@@ -260,7 +264,7 @@ public func switchClassifyFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: In
     var views: [UnsafeMutablePointer<SwitchWorkerView>] = []
     for w in 0..<workers {
         let routes: [SwitchRoute] = (0..<portCount).map { p in
-            config.owner[p] == w ? .local(.vhost(VhostTx(queue: guests[p].rx, segs: segs[2 * p + 1])))
+            config.owner[p] == w ? .local(.vhost(VhostTx(queue: guests[p].rx, segs: segs[2 * p + 1])), fallback: nil, wakeFD: -1)
                 : .remote(ringSet[p], wakeFD: -1)
         }
         let v = UnsafeMutablePointer<SwitchWorkerView>.allocate(capacity: 1)
