@@ -68,7 +68,7 @@ public struct Virtqueue: BitwiseCopyable, @unchecked Sendable {
     // used = flags u16, idx u16, ring[size] {id u32, len u32}, avail_event u16.
 
     /// Entries the guest has made available and we have not consumed (≤ size).
-    @inlinable
+    @inlinable @inline(__always)
     public func availableCount() -> Int {
         let s = state
         // Acquire pairs with the driver's release (write barrier) before it bumps avail.idx:
@@ -80,18 +80,18 @@ public struct Virtqueue: BitwiseCopyable, @unchecked Sendable {
     }
 
     /// The head descriptor index in avail slot `lastAvail + i`.
-    @inlinable
+    @inlinable @inline(__always)
     public func availHead(_ i: Int) -> UInt16 {
         let s = state
         let slot = Int((s.pointee.lastAvail &+ UInt16(truncatingIfNeeded: i)) & s.pointee.mask)
         return s.pointee.avail.unsafelyUnwrapped.load(fromByteOffset: 4 + slot * 2, as: UInt16.self)
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     public func consume(_ n: Int) { state.pointee.lastAvail &+= UInt16(truncatingIfNeeded: n) }
 
     /// Queue a used entry (not visible to the guest until `publishUsed`).
-    @inlinable
+    @inlinable @inline(__always)
     public func pushUsed(id: UInt16, len: UInt32) {
         let s = state
         let slot = Int(s.pointee.usedIdx & s.pointee.mask)
