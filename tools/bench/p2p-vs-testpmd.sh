@@ -46,38 +46,20 @@ set -u
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 # shellcheck source=p2p-config.sh
 . "$root/tools/bench/p2p-config.sh"
+# shellcheck source=bench-lib.sh
+. "$root/tools/bench/bench-lib.sh"
 ELEMENT=${ELEMENT:-p2p}
 case "$ELEMENT" in p2p|switch) ;; *) echo "ELEMENT must be p2p or switch" >&2; exit 1 ;; esac
 out="${1:-$root/tools/bench/results-$ELEMENT.md}"
-REPEATS=${REPEATS:-3}
-WINDOW=${WINDOW:-5}
-WARMUP=${WARMUP:-2}
+bench_defaults
 MODES=${MODES:-io flowgen}
-SIZES=${SIZES:-64 1518}
-DUT_CPU=${DUT_CPU:-1}
-GEN_CPU=${GEN_CPU:-0}
 case "$REPEATS$WINDOW$WARMUP$DUT_CPU$GEN_CPU" in *[!0-9]*) echo "REPEATS, WINDOW, WARMUP, DUT_CPU, GEN_CPU must be integers" >&2; exit 1 ;; esac
 
 command -v dpdk-testpmd >/dev/null || { echo "SKIP: dpdk-testpmd not found (apt-get install -y dpdk)"; exit 77; }
 
 RENDER_FROM=${RENDER_FROM:-}
-bindir=${SLUICE_BIN_DIR:-}
-[ -n "$RENDER_FROM" ] && bindir="$RENDER_FROM"   # not used: nothing runs
-if [ -z "$bindir" ]; then
-    (cd "$root" && swift build -c release --product sluice >&2 && swift build -c release --product sluice-stat >&2) \
-        || { echo "swift build failed" >&2; exit 1; }
-    bindir="$(cd "$root" && swift build -c release --show-bin-path)"
-fi
-SLUICE="$bindir/sluice"
-STAT="$bindir/sluice-stat"
-if [ -z "$RENDER_FROM" ] && ! { [ -x "$SLUICE" ] && [ -x "$STAT" ]; }; then echo "no sluice/sluice-stat in $bindir" >&2; exit 1; fi
-
-load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
-busy_at_start="$(ps -eo pcpu,psr,args --sort=-pcpu | awk 'NR>1 && NR<=6 {printf "%s%% cpu%s %s\n", $1, $2, substr($0, index($0,$3), 90)}')"
-started="$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-t_start=$(date +%s)
-rev="$(cd "$root" && git rev-parse --short HEAD 2>/dev/null)"
-built="$(date -u -r "$SLUICE" '+%Y-%m-%d %H:%M:%S UTC' 2>/dev/null)"
+find_sluice "$RENDER_FROM"   # RENDER_FROM: not used, nothing runs
+note_run_start
 
 if [ -n "$RENDER_FROM" ]; then
     work="$RENDER_FROM"; KEEP_LOGS=1
@@ -91,27 +73,7 @@ S0="$work/s0.sock"; S1="$work/s1.sock"
 GEN_PID=""; DUT_PID=""; DUT_KIND=""
 
 # ---------------------------------------------------------------------------
-# Processes
-
-stop_pid() {   # pid: ask, then insist
-    local pid=$1
-    [ -n "$pid" ] || return 0
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
-
-quit_testpmd() {   # pid fd: `quit`, then stop_pid
-    local pid=$1 fd=$2
-    [ -n "$pid" ] || return 0
-    { echo "quit" >&"$fd"; } 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    eval "exec $fd>&-" 2>/dev/null
-    stop_pid "$pid"
-}
+# Processes (stop_pid, quit_testpmd, wait_for and the counters: bench-lib.sh)
 
 remove_leftovers() {
     local p m
@@ -128,25 +90,9 @@ cleanup() {
     if [ "$DUT_KIND" = A ]; then quit_testpmd "$DUT_PID" 4; else stop_pid "$DUT_PID"; fi
     DUT_PID=""
     remove_leftovers
-    if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
+    drop_work
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-trap '' PIPE   # a testpmd that died must not kill us through its fifo
-
-wait_for() {   # seconds command...: poll every 0.1 s
-    local seconds=$1; shift
-    for _ in $(seq $((seconds * 10))); do "$@" && return 0; sleep 0.1; done
-    return 1
-}
-log_has() { grep -q -- "$2" "$1" 2>/dev/null; }
-sockets_exist() { [ -S "$S0" ] && [ -S "$S1" ]; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# "steal total" jiffies of one CPU: time the hypervisor ran something else on our vCPU.
-steal_ticks() { awk -v c="cpu$1" '$1 == c {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
-steal_pct() { awk -v a="$1" -v b="$2" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[2] - x[2]; if (t > 0) printf "%.0f", (y[1] - x[1]) / t * 100; else print "NA"}'; }
-now() { date +%s.%N; }
-stat_value() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1"; }   # json-file counter
+install_traps
 
 # The exact command lines, also written to the report.
 GEN_MAC0=02:00:00:00:0a:00; GEN_MAC1=02:00:00:00:0a:01
@@ -175,17 +121,6 @@ start_dut() {
     fi
 }
 
-# start_gen log: the generator connected to both DUT ports
-start_gen() {
-    local log=$1
-    mkfifo "$work/gen.in"
-    stdbuf -oL $GEN_CMD <"$work/gen.in" >"$log" 2>&1 &
-    GEN_PID=$!
-    exec 3>"$work/gen.in"
-    rm -f "$work/gen.in"
-    wait_for 20 log_has "$log" "Checking link statuses"
-}
-
 # The cross-CPU cache-line round trip (tools/bench/xcore-latency.c), measured before every
 # sample: on a shared VM it moves 2-3x as the hypervisor places the vCPUs, and every ring
 # access between generator and DUT pays it, so it tells which samples ran on a slow pairing.
@@ -205,7 +140,7 @@ one_sample() {
     if ! start_dut "$dut" "$dlog"; then
         echo "FAIL $id: DUT $dut did not start" >&2; tail -5 "$dlog" >&2; stop_pid "$DUT_PID"; DUT_PID=""; return 1
     fi
-    if ! start_gen "$glog"; then
+    if ! start_gen "$GEN_CMD" "$glog"; then
         echo "FAIL $id: generator did not start" >&2; tail -5 "$glog" >&2
         quit_testpmd "$GEN_PID" 3; GEN_PID=""; return 1
     fi
@@ -233,10 +168,7 @@ one_sample() {
     if [ "$dut" = A ]; then echo "show fwd stats all" >&4; else "$STAT" --instance "$instance" --json >"$work/$id.s1.json"; fi
     t1=$(now); d1=$(cpu_ticks "$DUT_PID"); g1=$(cpu_ticks "$GEN_PID")
     local steal_d steal_g; steal_d=$(steal_pct "$sd0" "$(steal_ticks "$DUT_CPU")"); steal_g=$(steal_pct "$sg0" "$(steal_ticks "$GEN_CPU")")
-    sleep 0.3
-    echo "stop" >&3
-    sleep 0.3
-    quit_testpmd "$GEN_PID" 3; GEN_PID=""
+    gen_done
     if [ "$dut" = A ]; then quit_testpmd "$DUT_PID" 4; else stop_pid "$DUT_PID"; fi
     DUT_PID=""
 
@@ -244,11 +176,10 @@ one_sample() {
     hz=$(getconf CLK_TCK)
     dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
     # The last two Rx-pps lines are the window's rates of port 0 and port 1.
-    gen_mpps=$(grep -o 'Rx-pps: *[0-9]*' "$glog" | awk '{v[NR] = $2} END {if (NR >= 4) printf "%.3f", (v[NR] + v[NR-1]) / 1e6; else print "NA"}')
+    gen_mpps=$(gen_window_mpps "$glog")
     # Frame size as the generator counted it (flowgen frames are 4 bytes shorter than txpkts).
     local fbytes
-    fbytes=$(grep -ao 'Rx-bps: *[0-9]*' "$glog" | awk '{v[NR] = $2} END {print v[NR] + v[NR-1]}')
-    fbytes=$(grep -ao 'Rx-pps: *[0-9]*' "$glog" | awk -v b="${fbytes:-0}" '{v[NR] = $2} END {p = v[NR] + v[NR-1]; if (p > 0) printf "%.0f", b / p / 8; else print "NA"}')
+    fbytes=$(gen_window_fbytes "$glog")
     if [ "$dut" = A ]; then
         # `show fwd stats all` is the first place with forwarding totals after the clear.
         cycles=$(grep -o 'CPU cycles/packet=[0-9.]*' "$dlog" | head -1 | cut -d= -f2)
@@ -258,12 +189,8 @@ one_sample() {
         drops=$(awk '/Accumulated forward statistics/ {getline; getline; print $4; exit}' "$dlog")
     else
         local s0="$work/$id.s0.json" s1="$work/$id.s1.json"
-        cycles=$(awk -v c0="$(stat_value "$s0" worker.0.busy_cycles)" -v c1="$(stat_value "$s1" worker.0.busy_cycles)" \
-                     -v p0="$(stat_value "$s0" worker.0.busy_packets)" -v p1="$(stat_value "$s1" worker.0.busy_packets)" \
-                     'BEGIN {if (p1 > p0) printf "%.1f", (c1 - c0) / (p1 - p0); else print "NA"}')
-        dut_mpps=$(awk -v a0="$(stat_value "$s0" port.p0.tx_packets)" -v a1="$(stat_value "$s1" port.p0.tx_packets)" \
-                       -v b0="$(stat_value "$s0" port.p1.tx_packets)" -v b1="$(stat_value "$s1" port.p1.tx_packets)" -v t="$dt" \
-                       'BEGIN {printf "%.3f", ((a1 - a0) + (b1 - b0)) / t / 1e6}')
+        cycles=$(sluice_cycles "$s0" "$s1")
+        dut_mpps=$(sluice_tx_mpps "$s0" "$s1" "$dt")
         # Frames per turn of the worker loop (all turns, idle ones included): small batches
         # mean the fixed cost of a poll (ring index cache misses, rdtsc, counters) dominates.
         per_loop=$(awk -v p0="$(stat_value "$s0" worker.0.busy_packets)" -v p1="$(stat_value "$s1" worker.0.busy_packets)" \
@@ -321,34 +248,23 @@ fi
 MIN_CPU=${MIN_CPU:-90}
 MAX_STEAL=${MAX_STEAL:-5}
 clean_awk='$8 + 0 >= min && $9 + 0 >= min && $13 + 0 <= steal && $14 + 0 <= steal'
-cell() {   # dut mode size: the cell's usable sample lines
-    local good
-    good=$(awk -F'\t' -v d="$1" -v m="$2" -v s="$3" -v min="$MIN_CPU" -v steal="$MAX_STEAL" \
-        "\$1 == d && \$2 == m && \$3 == s && $clean_awk" "$work/samples.tsv")
-    if [ -n "$good" ]; then echo "$good"; else awk -F'\t' -v d="$1" -v m="$2" -v s="$3" '$1 == d && $2 == m && $3 == s' "$work/samples.tsv"; fi
-}
-median() {   # column dut mode size
-    cell "$2" "$3" "$4" | awk -F'\t' -v c="$1" '$c != "NA" && $c != "" {print $c}' \
-        | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
-fmt() { awk -v v="$1" -v d="$2" 'BEGIN {if (v == "NA") print v; else printf("%." d "f", v)}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a + 0 > 0 && b != "NA") printf "%.2f", b / a; else print "NA"}'; }
+CLEAN_AWK="\$8 + 0 >= $MIN_CPU && \$9 + 0 >= $MIN_CPU && \$13 + 0 <= $MAX_STEAL && \$14 + 0 <= $MAX_STEAL"   # the same, for cell_rows
+MEDIAN_DIGITS=3
+cell() { cell_rows "$work/samples.tsv" "$@"; }   # dut mode size: the cell's usable sample lines
+median() { median_of "$work/samples.tsv" "$@"; }   # column dut mode size
 
 {
     echo "# $ELEMENT (Sluice) vs DPDK testpmd io forwarding"
     echo
     echo "Generated by \`tools/bench/p2p-vs-testpmd.sh\` on $started in ${elapsed} s."
     echo
-    echo "- Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)," \
-         "DPDK $(dpkg-query -W -f '${Version}' dpdk 2>/dev/null || echo '?'), sluice binary in $bindir" \
+    echo "- Machine: $(machine_dpdk), sluice binary in $bindir" \
          "built $built from the work tree (HEAD was $rev when the benchmark ran)."
     echo "- Load average at start: **$load_at_start**. The machine is shared: other people's builds," \
          "tests and benchmarks ran at the same time, so absolute numbers are noisy;" \
          "the DUT's CPU share during each window is in the raw samples (100 % = it had its core)."
     echo "  Busiest processes at start:"
-    echo '  ```'
-    echo "$busy_at_start" | sed 's/^/  /'
-    echo '  ```'
+    busy_block
     echo "- $REPEATS samples per cell, A/B alternated (order flipped every repeat), fresh processes per sample," \
          "${WARMUP} s warm-up, ${WINDOW} s window. Medians below."
     echo

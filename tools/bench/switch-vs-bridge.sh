@@ -46,16 +46,10 @@ set -u
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 # shellcheck source=p2p-config.sh
 . "$root/tools/bench/p2p-config.sh"
-# shellcheck source=switch-bench-lib.sh
-. "$root/tools/bench/switch-bench-lib.sh"
+# shellcheck source=bench-lib.sh
+. "$root/tools/bench/bench-lib.sh"
 out="${1:-$root/tools/bench/results-switch-bridge.md}"
-REPEATS=${REPEATS:-3}
-WINDOW=${WINDOW:-5}
-WARMUP=${WARMUP:-2}
-SIZES=${SIZES:-64 1518}
-DUT_CPU=${DUT_CPU:-1}
-GEN_CPU=${GEN_CPU:-0}
-TX_FIRST=${TX_FIRST:-32}
+bench_defaults
 VHOST=${VHOST:-1}
 case "$REPEATS$WINDOW$WARMUP$DUT_CPU$GEN_CPU$TX_FIRST$VHOST" in *[!0-9]*) echo "REPEATS, WINDOW, WARMUP, DUT_CPU, GEN_CPU, TX_FIRST, VHOST must be integers" >&2; exit 1 ;; esac
 
@@ -73,22 +67,8 @@ ip link del "${probe}a"
 ip link add "${probe}br" type bridge 2>/dev/null || { echo "SKIP: cannot create a Linux bridge"; exit 77; }
 ip link del "${probe}br"
 
-bindir=${SLUICE_BIN_DIR:-}
-if [ -z "$bindir" ]; then
-    (cd "$root" && swift build -c release --product sluice >&2 && swift build -c release --product sluice-stat >&2) \
-        || { echo "swift build failed" >&2; exit 1; }
-    bindir="$(cd "$root" && swift build -c release --show-bin-path)"
-fi
-SLUICE="$bindir/sluice"
-STAT="$bindir/sluice-stat"
-{ [ -x "$SLUICE" ] && [ -x "$STAT" ]; } || { echo "no sluice/sluice-stat in $bindir" >&2; exit 1; }
-
-load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
-busy_at_start="$(busiest_processes)"
-started="$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-t_start=$(date +%s)
-rev="$(cd "$root" && git rev-parse --short HEAD 2>/dev/null)"
-built="$(date -u -r "$SLUICE" '+%Y-%m-%d %H:%M:%S UTC' 2>/dev/null)"
+find_sluice ""   # SLUICE_BIN_DIR or a release build
+note_run_start
 HZ=$(getconf CLK_TCK)
 TSC_GHZ=${TSC_GHZ:-2.3}   # only to print CPU time as cycles next to sluice's rdtsc cycles
 
@@ -111,11 +91,9 @@ cleanup() {
     ip link del "$A0" 2>/dev/null
     ip link del "$B0" 2>/dev/null
     remove_leftovers
-    if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
+    drop_work
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-trap '' PIPE
+install_traps
 
 # ---------------------------------------------------------------------------
 # Commands (also written to the report)
@@ -172,7 +150,6 @@ for c in "${VETH_SETUP[@]}"; do $c || { echo "setup failed: $c" >&2; exit 1; }; 
 # ---------------------------------------------------------------------------
 # One sample
 
-sockets_exist() { [ -S "$S0" ] && [ -S "$S1" ]; }
 
 start_dut() {   # A|B|C log
     case "$1" in
@@ -186,14 +163,6 @@ start_dut() {   # A|B|C log
 stop_dut() {
     if [ "$1" = A ]; then $BRIDGE_DOWN 2>/dev/null; else stop_pid "$DUT_PID"; fi
     DUT_PID=""
-}
-start_gen() {   # command log
-    mkfifo "$work/gen.in"
-    stdbuf -oL $1 <"$work/gen.in" >"$2" 2>&1 &
-    GEN_PID=$!
-    exec 3>"$work/gen.in"
-    rm -f "$work/gen.in"
-    wait_for 20 log_has "$2" "Checking link statuses"
 }
 # Where softirq time lands. With CONFIG_IRQ_TIME_ACCOUNTING the softirq column of /proc/stat
 # has all of it and no process's stime includes it. Without it (tick accounting) a tick that
@@ -216,21 +185,10 @@ cpu_line() { awk -v c="cpu$1" '$1 == c {print $2 + $3, $4, $7, $8, $9, $2 + $3 +
 #  21 steal% DUT_CPU  22 gen share %  23 DUT-CPU share %
 one_sample() {
     local dut=$1 size=$2 id=$3
-    local glog="$work/$id.gen.log" dlog="$work/$id.dut.log" gcmd
-    remove_leftovers
-    if ! start_dut "$dut" "$dlog"; then
-        echo "FAIL $id: DUT $dut did not start" >&2; tail -5 "$dlog" >&2; stop_dut "$dut"; return 1
-    fi
+    local glog="$work/$id.gen.log" gcmd
     if [ "$dut" = C ]; then gcmd=$GEN_CMD_VU; else gcmd=$GEN_CMD_AF; fi
-    if ! start_gen "$gcmd" "$glog"; then
-        echo "FAIL $id: generator did not start" >&2; tail -5 "$glog" >&2
-        quit_testpmd "$GEN_PID" 3; GEN_PID=""; stop_dut "$dut"; return 1
-    fi
-    sleep 0.5
-    echo "set txpkts $size" >&3
-    echo "set fwd io" >&3
-    echo "start tx_first $TX_FIRST" >&3
-    sleep "$WARMUP"
+    start_sample "$dut" "$id" "$gcmd" "$dut" || return 1
+    gen_io "$size"
 
     # --- window start
     echo "show port stats all" >&3
@@ -246,10 +204,7 @@ one_sample() {
     t1=$(now); g1=$(cpu_ticks2 "$GEN_PID"); [ -n "$DUT_PID" ] && d1=$(cpu_ticks2 "$DUT_PID")
     c01=$(cpu_line "$GEN_CPU"); c11=$(cpu_line "$DUT_CPU"); local k1; k1=$(ksd_ticks)
     [ "$dut" = A ] && bridge fdb show br "$BR" 2>/dev/null | grep -i -e "$GEN_MAC0" -e "$GEN_MAC1" >"$work/$id.fdb.txt"
-    sleep 0.3
-    echo "stop" >&3
-    sleep 0.3
-    quit_testpmd "$GEN_PID" 3; GEN_PID=""
+    gen_done
     stop_dut "$dut"
 
     local gen_mpps fbytes cycles="NA" row
@@ -293,20 +248,7 @@ one_sample() {
 
 duts="A B"; [ "$VHOST" = 1 ] && duts="A B C"
 rev_duts=$(echo "$duts" | tr ' ' '\n' | tac | tr '\n' ' ')
-echo "switch vs Linux bridge: REPEATS=$REPEATS WINDOW=${WINDOW}s WARMUP=${WARMUP}s, load $load_at_start; work dir $work" >&2
-: >"$work/samples.tsv"
-n=0
-for rep in $(seq "$REPEATS"); do
-    if [ $((rep % 2)) = 1 ]; then order=$duts; else order=$rev_duts; fi
-    for size in $SIZES; do
-        for dut in $order; do
-            n=$((n + 1))
-            one_sample "$dut" "$size" "s$n" || echo "  s$n failed" >&2
-        done
-    done
-done
-elapsed=$(( $(date +%s) - t_start ))
-load_at_end="$(cut -d' ' -f1-3 /proc/loadavg)"
+run_samples "switch vs Linux bridge" "$duts" "$rev_duts"
 
 # ---------------------------------------------------------------------------
 # Report
@@ -322,13 +264,10 @@ cyc() { awk -v n="$1" -v g="$TSC_GHZ" 'BEGIN {if (n == "NA") print "NA"; else pr
     echo
     echo "Generated by \`tools/bench/switch-vs-bridge.sh\` on $started in ${elapsed} s."
     echo
-    echo "- Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)," \
-         "DPDK $(dpkg-query -W -f '${Version}' dpdk 2>/dev/null || echo '?'), sluice binary in $bindir" \
+    echo "- Machine: $(machine_dpdk), sluice binary in $bindir" \
          "built $built (HEAD was $rev when the benchmark ran)."
     echo "- Load average at start **$load_at_start**, at end **$load_at_end** (2 vCPUs). Busiest processes at start:"
-    echo '  ```'
-    echo "$busy_at_start" | sed 's/^/  /'
-    echo '  ```'
+    busy_block
     echo "- $REPEATS samples per cell, DUTs alternated (order reversed every repeat), fresh processes and a fresh"
     echo "  bridge per sample, ${WARMUP} s warm-up, ${WINDOW} s window, io closed loop (\`start tx_first $TX_FIRST\`). Medians (range)."
     echo
@@ -422,12 +361,7 @@ cyc() { awk -v n="$1" -v g="$TSC_GHZ" 'BEGIN {if (n == "NA") print "NA"; else pr
         echo '```'
     fi
     echo "Generator commands:"
-    echo '```'
-    echo "set txpkts SIZE ; set fwd io ; start tx_first $TX_FIRST"
-    echo "show port stats all      # after ${WARMUP} s: window start"
-    echo "show port stats all      # ${WINDOW} s later: Rx-pps of the window"
-    echo "stop ; quit"
-    echo '```'
+    gen_io_commands
     echo "CPU accounting: /proc/PID/stat utime/stime of the generator, sluice and ksoftirqd/$GEN_CPU, ksoftirqd/$DUT_CPU,"
     echo "and the /proc/stat lines cpu$GEN_CPU and cpu$DUT_CPU (irq, softirq, system, steal columns), read at window start and"
     echo "end (USER_HZ=$HZ; IRQ time accounting: $( [ "$IRQTIME" = 1 ] && echo yes || echo no))."

@@ -43,16 +43,10 @@ set -u
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 # shellcheck source=p2p-config.sh
 . "$root/tools/bench/p2p-config.sh"
-# shellcheck source=switch-bench-lib.sh
-. "$root/tools/bench/switch-bench-lib.sh"
+# shellcheck source=bench-lib.sh
+. "$root/tools/bench/bench-lib.sh"
 out="${1:-$root/tools/bench/results-switch-ovs.md}"
-REPEATS=${REPEATS:-3}
-WINDOW=${WINDOW:-5}
-WARMUP=${WARMUP:-2}
-SIZES=${SIZES:-64 1518}
-DUT_CPU=${DUT_CPU:-1}
-GEN_CPU=${GEN_CPU:-0}
-TX_FIRST=${TX_FIRST:-32}
+bench_defaults
 OVS_SOCKET_MEM=${OVS_SOCKET_MEM:-512}
 case "$REPEATS$WINDOW$WARMUP$DUT_CPU$GEN_CPU$TX_FIRST$OVS_SOCKET_MEM" in *[!0-9]*) echo "REPEATS, WINDOW, WARMUP, DUT_CPU, GEN_CPU, TX_FIRST, OVS_SOCKET_MEM must be integers" >&2; exit 1 ;; esac
 
@@ -70,22 +64,8 @@ m="$(missing)"
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (huge pages, hugetlbfs mount)"; exit 77; }
 [ -d /sys/kernel/mm/hugepages/hugepages-2048kB ] || { echo "SKIP: no 2 MB huge pages in this kernel"; exit 77; }
 
-bindir=${SLUICE_BIN_DIR:-}
-if [ -z "$bindir" ]; then
-    (cd "$root" && swift build -c release --product sluice >&2 && swift build -c release --product sluice-stat >&2) \
-        || { echo "swift build failed" >&2; exit 1; }
-    bindir="$(cd "$root" && swift build -c release --show-bin-path)"
-fi
-SLUICE="$bindir/sluice"
-STAT="$bindir/sluice-stat"
-{ [ -x "$SLUICE" ] && [ -x "$STAT" ]; } || { echo "no sluice/sluice-stat in $bindir" >&2; exit 1; }
-
-load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
-busy_at_start="$(busiest_processes)"
-started="$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-t_start=$(date +%s)
-rev="$(cd "$root" && git rev-parse --short HEAD 2>/dev/null)"
-built="$(date -u -r "$SLUICE" '+%Y-%m-%d %H:%M:%S UTC' 2>/dev/null)"
+find_sluice ""   # SLUICE_BIN_DIR or a release build
+note_run_start
 ovs_version="$("$VSWITCHD" --version 2>/dev/null | head -1)"
 
 work="$(mktemp -d /tmp/switch-vs-ovs.XXXXXX)"
@@ -135,11 +115,9 @@ cleanup() {
         echo "$huge_orig" >/proc/sys/vm/nr_hugepages
     fi
     rm -rf "$ovsdir"
-    if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
+    drop_work
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-trap '' PIPE
+install_traps
 
 # ---------------------------------------------------------------------------
 # Commands (also written to the report)
@@ -211,16 +189,7 @@ start_dut() {   # A|B log
         wait_for 20 sockets_exist && wait_for 10 log_has "$log" "running"
     fi
 }
-sockets_exist() { [ -S "$S0" ] && [ -S "$S1" ]; }
 
-start_gen() {   # command log
-    mkfifo "$work/gen.in"
-    stdbuf -oL $1 <"$work/gen.in" >"$2" 2>&1 &
-    GEN_PID=$!
-    exec 3>"$work/gen.in"
-    rm -f "$work/gen.in"
-    wait_for 20 log_has "$2" "Checking link statuses"
-}
 
 stop_dut() {
     if [ "$DUT_KIND" = A ]; then cp "$ovsdir/ovs-vswitchd.log" "$1" 2>/dev/null; stop_vswitchd; else stop_pid "$DUT_PID"; fi
@@ -231,26 +200,15 @@ stop_dut() {
 one_sample() {
     local dut=$1 size=$2 id=$3
     local glog="$work/$id.gen.log" dlog="$work/$id.dut.log" gcmd
-    remove_leftovers
-    if ! start_dut "$dut" "$dlog"; then
-        echo "FAIL $id: DUT $dut did not start" >&2; tail -5 "$dlog" >&2; stop_dut "$dlog"; return 1
-    fi
     if [ "$dut" = A ]; then gcmd=$GEN_CMD_A; else gcmd=$GEN_CMD_B; fi
-    if ! start_gen "$gcmd" "$glog"; then
-        echo "FAIL $id: generator did not start" >&2; tail -5 "$glog" >&2
-        quit_testpmd "$GEN_PID" 3; GEN_PID=""; stop_dut "$dlog"; return 1
-    fi
+    start_sample "$dut" "$id" "$gcmd" "$dlog" || return 1
     if [ "$dut" = A ] && ! wait_for 20 links_up; then
         echo "FAIL $id: OVS vhost-user ports did not come up" >&2
         quit_testpmd "$GEN_PID" 3; GEN_PID=""; stop_dut "$dlog"; return 1
     fi
     local dpid
     if [ "$dut" = A ]; then dpid=$(cat "$ovsdir/ovs-vswitchd.pid"); else dpid=$DUT_PID; fi
-    sleep 0.5
-    echo "set txpkts $size" >&3
-    echo "set fwd io" >&3
-    echo "start tx_first $TX_FIRST" >&3
-    sleep "$WARMUP"
+    gen_io "$size"
 
     # --- window start
     echo "show port stats all" >&3
@@ -265,10 +223,7 @@ one_sample() {
     if [ "$dut" = A ]; then $APPCTL_VS dpif-netdev/pmd-stats-show >"$work/$id.pmd.txt"; else "$STAT" --instance "$instance" --json >"$work/$id.s1.json"; fi
     t1=$(now); d1=$(cpu_ticks "$dpid"); g1=$(cpu_ticks "$GEN_PID")
     steal_d=$(steal_pct "$sd0" "$(steal_ticks "$DUT_CPU")"); steal_g=$(steal_pct "$sg0" "$(steal_ticks "$GEN_CPU")")
-    sleep 0.3
-    echo "stop" >&3
-    sleep 0.3
-    quit_testpmd "$GEN_PID" 3; GEN_PID=""
+    gen_done
     stop_dut "$dlog"
 
     local dt gen_mpps cycles dut_mpps dut_cpu gen_cpu hz fbytes
@@ -297,20 +252,7 @@ one_sample() {
 # Run
 
 setup_ovs || exit 1
-echo "switch vs OVS-DPDK: REPEATS=$REPEATS WINDOW=${WINDOW}s WARMUP=${WARMUP}s, load $load_at_start; work dir $work" >&2
-: >"$work/samples.tsv"
-n=0
-for rep in $(seq "$REPEATS"); do
-    if [ $((rep % 2)) = 1 ]; then order="A B"; else order="B A"; fi
-    for size in $SIZES; do
-        for dut in $order; do
-            n=$((n + 1))
-            one_sample "$dut" "$size" "s$n" || echo "  s$n failed" >&2
-        done
-    done
-done
-elapsed=$(( $(date +%s) - t_start ))
-load_at_end="$(cut -d' ' -f1-3 /proc/loadavg)"
+run_samples "switch vs OVS-DPDK" "A B" "B A"
 
 # ---------------------------------------------------------------------------
 # Report
@@ -325,14 +267,11 @@ S="$work/samples.tsv"
     echo
     echo "Generated by \`tools/bench/switch-vs-ovs.sh\` on $started in ${elapsed} s."
     echo
-    echo "- Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)," \
-         "DPDK $(dpkg-query -W -f '${Version}' dpdk 2>/dev/null || echo '?'), $ovs_version," \
+    echo "- Machine: $(machine_dpdk), $ovs_version," \
          "sluice binary in $bindir built $built (HEAD was $rev when the benchmark ran)."
     echo "- Load average at start **$load_at_start**, at end **$load_at_end** (2 vCPUs: anything above ~0 means other"
     echo "  work competed with the DUT and the generator). Busiest processes at start:"
-    echo '  ```'
-    echo "$busy_at_start" | sed 's/^/  /'
-    echo '  ```'
+    busy_block
     echo "- $REPEATS samples per cell, A/B alternated (order flipped every repeat), fresh processes per sample," \
          "${WARMUP} s warm-up, ${WINDOW} s window, io closed loop (\`start tx_first $TX_FIRST\`). Medians (range)."
     echo
@@ -398,12 +337,7 @@ S="$work/samples.tsv"
     echo "$GEN_CMD_B"
     echo '```'
     echo "Generator commands, both DUTs:"
-    echo '```'
-    echo "set txpkts SIZE ; set fwd io ; start tx_first $TX_FIRST"
-    echo "show port stats all      # after ${WARMUP} s: window start"
-    echo "show port stats all      # ${WINDOW} s later: Rx-pps of the window"
-    echo "stop ; quit"
-    echo '```'
+    gen_io_commands
 } >"$out.tmp" && mv "$out.tmp" "$out"
 cat "$out"
 echo "wrote $out (${elapsed} s)" >&2

@@ -78,6 +78,28 @@ sl_setup() {
 
 sl_ensure_guest() { "$SL_TOOLS/build-guest.sh" "$SL_GUEST_DIR"; }
 
+# Prerequisites: each prints one `SKIP: reason` line on stdout and exits 77 when missing.
+sl_skip() { echo "SKIP: $*"; exit 77; }
+sl_need_root() { [ "$(id -u)" = 0 ] || sl_skip "needs root ($1)"; }   # WHY
+sl_require() { command -v "$1" >/dev/null 2>&1 || sl_skip "no $1 (apt-get install $2)"; }   # CMD PACKAGE
+sl_need_tun() { [ -c /dev/net/tun ] || sl_skip "no /dev/net/tun (tap ports)"; }
+
+# sl_find_sluice: SLUICE and STAT from SLUICE_BIN_DIR (default <repo>/.build/debug, then
+# .build/release); skips when they are missing.
+sl_find_sluice() {
+    if [ -z "${SLUICE_BIN_DIR:-}" ]; then
+        local repo
+        repo=$(cd "$SL_TOOLS/../.." && pwd)
+        SLUICE_BIN_DIR=$repo/.build/debug
+        [ -x "$SLUICE_BIN_DIR/sluice" ] || SLUICE_BIN_DIR=$repo/.build/release
+    fi
+    SLUICE=$SLUICE_BIN_DIR/sluice
+    STAT=$SLUICE_BIN_DIR/sluice-stat
+    if [ ! -x "$SLUICE" ] || [ ! -x "$STAT" ]; then
+        sl_skip "no sluice/sluice-stat in $SLUICE_BIN_DIR (swift build, or set SLUICE_BIN_DIR)"
+    fi
+}
+
 # sl_need_cmd CMD PACKAGE: apt-get install PACKAGE if CMD is missing.
 sl_need_cmd() {
     command -v "$1" >/dev/null 2>&1 && return 0
@@ -216,6 +238,95 @@ EOF
         sl_log "sl_monitor: needs python3 or socat"
         return 1
     fi
+}
+
+# The scripts below share these globals: SLUICE, STAT, INST (its --instance), SLUICE_PID,
+# LOG (its log), CORES, POLL_OPT (array), LOG_LEVEL, ALL (the pids that must keep running),
+# and a function `fail MESSAGE` of their own.
+
+# sl_start_sluice CONFIG SHM: start sluice (log appended to $LOG), pid in SLUICE_PID; waits
+# for its stats segment SHM.
+sl_start_sluice() {
+    echo "==== $(date +%T) sluice ${POLL_OPT[*]:-(event mode)} --cores $CORES" >>"$LOG"
+    "$SLUICE" --config "$1" --cores "$CORES" "${POLL_OPT[@]}" --log-level "$LOG_LEVEL" \
+        </dev/null >>"$LOG" 2>&1 &
+    SLUICE_PID=$!
+    sl_track_pid "$SLUICE_PID"
+    sl_wait_path "$2" 20 "$SLUICE_PID" || fail "sluice did not create $2"
+}
+
+# sl_wait_listening SOCKET...: sluice (SLUICE_PID) listens on every SOCKET within 20 s.
+sl_wait_listening() {
+    local s
+    for s in "$@"; do
+        sl_wait_path "$s" 20 "$SLUICE_PID" || fail "sluice did not listen on $s"
+    done
+}
+
+# sl_sigterm_sluice: SIGTERM; sluice must exit with status 0 within 2 s. Stop time in STOP_SECS.
+sl_sigterm_sluice() {
+    local t0 rc=0
+    t0=$(date +%s.%N)
+    kill -TERM "$SLUICE_PID" 2>/dev/null || fail "sluice (pid $SLUICE_PID) was not running at stop"
+    for _ in $(seq 40); do
+        sl_alive "$SLUICE_PID" || break
+        sleep 0.05
+    done
+    STOP_SECS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+    if sl_alive "$SLUICE_PID"; then
+        sl_stop_pid "$SLUICE_PID"
+        fail "sluice still running ${STOP_SECS}s after SIGTERM"
+    fi
+    wait "$SLUICE_PID" || rc=$?
+    [ "$rc" = 0 ] || fail "sluice exited with status $rc after SIGTERM"
+}
+
+# sl_fail_report [SLUICE-STAT OPTIONS]: for `fail`: the running sluice's counters (and once
+# more with the options, e.g. --fdb br0), then the tail of every non-empty log of the run.
+sl_fail_report() {
+    if [ -n "$SLUICE_PID" ] && sl_alive "$SLUICE_PID"; then
+        "$STAT" --instance "$INST" >&2 2>&1 || true
+        [ $# = 0 ] || "$STAT" --instance "$INST" "$@" >&2 2>&1 || true
+    fi
+    local f
+    for f in "$SL_RUN"/*.log "$SL_RUN"/*.qemu "$SL_RUN"/*.ping; do
+        [ -s "$f" ] || continue
+        case "$f" in
+            */sluice.log) sl_show_tail "$f" 60 ;;
+            *) sl_show_tail "$f" 15 ;;
+        esac
+    done
+}
+
+# sl_counter JSON NAME: the value of counter NAME in a sluice-stat --json object (empty if absent).
+sl_counter() {
+    if command -v jq >/dev/null 2>&1; then
+        jq -r --arg n "$2" '.counters[$n] // empty' <<<"$1"
+    else
+        python3 -c 'import json,sys; v=json.loads(sys.argv[1])["counters"].get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"
+    fi
+}
+
+# sl_guest_line NAME REGEX FROM WHAT: wait BOOT_TIMEOUT s for REGEX in guest NAME's log after
+# byte FROM (while ALL run), log the line, or fail "WHAT".
+sl_guest_line() {
+    LINE=$(sl_wait_marker "$SL_RUN/$1.log" "$2" "$BOOT_TIMEOUT" "$3" "$ALL") || fail "$4"
+    sl_log "$1: $LINE"
+}
+
+# sl_reset_guest NAME: system_reset through its monitor.
+sl_reset_guest() {
+    sl_log "system_reset guest $1"
+    sl_monitor "$SL_RUN/$1.mon" system_reset >/dev/null || fail "monitor command system_reset"
+}
+
+# sl_finish: stop the guests VM_A and VM_B, log the size of sluice's log and its errors.
+sl_finish() {
+    sl_stop_pid "$VM_A"
+    sl_stop_pid "$VM_B"
+    local errs
+    errs=$(grep -a -c -E '(error|critical)' "$LOG" || true)
+    sl_log "sluice log: $(wc -l <"$LOG") lines, $errs error/critical"
 }
 
 # sl_show_tail FILE [N]: print the last N lines of a log (for failure reports).

@@ -32,7 +32,6 @@
 # 2 bad usage, 77 skipped (a prerequisite is missing; one `SKIP: reason` line on stdout).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
 
 MODE=server
 PHASE=all
@@ -65,21 +64,11 @@ set_poll() {
 set_poll "$RESTART_POLL_ARG"
 set_poll "$POLL_ARG"
 
-skip() { echo "SKIP: $*"; exit 77; }
-[ "$(id -u)" = 0 ] || skip "needs root (QEMU guests, hugepages, /dev/shm)"
-command -v qemu-system-x86_64 >/dev/null 2>&1 || skip "no qemu-system-x86_64 (apt-get install qemu-system-x86)"
-if [ -z "${SLUICE_BIN_DIR:-}" ]; then
-    SLUICE_BIN_DIR=$REPO/.build/debug
-    [ -x "$SLUICE_BIN_DIR/sluice" ] || SLUICE_BIN_DIR=$REPO/.build/release
-fi
-SLUICE=$SLUICE_BIN_DIR/sluice
-STAT=$SLUICE_BIN_DIR/sluice-stat
-if [ ! -x "$SLUICE" ] || [ ! -x "$STAT" ]; then
-    skip "no sluice/sluice-stat in $SLUICE_BIN_DIR (swift build, or set SLUICE_BIN_DIR)"
-fi
-
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
+sl_need_root "QEMU guests, hugepages, /dev/shm"
+sl_require qemu-system-x86_64 qemu-system-x86
+sl_find_sluice
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-120}
 PING_TIMEOUT=${PING_TIMEOUT:-60}
 CORES=${SLUICE_CORES:-1}
@@ -99,17 +88,8 @@ SLUICE_PID=""
 
 fail() {
     sl_log "FAIL ($MODE, $POLL_NAME, phase $PHASE): $*"
-    if [ -n "$SLUICE_PID" ] && sl_alive "$SLUICE_PID"; then
-        "$STAT" --instance "$INST" >&2 2>&1 || true
-    fi
-    local f
-    for f in "$SL_RUN"/*.log "$SL_RUN"/*.qemu; do
-        [ -s "$f" ] || continue
-        case "$f" in
-            */sluice.log) sl_show_tail "$f" 60 ;;
-            *) sl_show_tail "$f" 15 ;;
-        esac
-    done
+    # shellcheck disable=SC2119  # no extra sluice-stat options
+    sl_fail_report
     echo "FAIL: $*"
     exit 1
 }
@@ -140,36 +120,15 @@ EOF
 # start_sluice: start sluice (log appended to $LOG), wait for its stats segment and, in
 # server mode, for its sockets. Pid in SLUICE_PID.
 start_sluice() {
-    echo "==== $(date +%T) sluice ${POLL_OPT[*]:-(event mode)} --cores $CORES" >>"$LOG"
-    "$SLUICE" --config "$SL_RUN/p2p.ini" --cores "$CORES" "${POLL_OPT[@]}" --log-level "$LOG_LEVEL" \
-        </dev/null >>"$LOG" 2>&1 &
-    SLUICE_PID=$!
-    sl_track_pid "$SLUICE_PID"
-    sl_wait_path "$SHM" 20 "$SLUICE_PID" || fail "sluice did not create $SHM"
-    if [ "$MODE" = server ]; then
-        sl_wait_path "$SOCK_A" 20 "$SLUICE_PID" || fail "sluice did not listen on $SOCK_A"
-        sl_wait_path "$SOCK_B" 20 "$SLUICE_PID" || fail "sluice did not listen on $SOCK_B"
-    fi
+    sl_start_sluice "$SL_RUN/p2p.ini" "$SHM"
+    if [ "$MODE" = server ]; then sl_wait_listening "$SOCK_A" "$SOCK_B"; fi
     sl_log "sluice running (pid $SLUICE_PID, ${POLL_OPT[*]:-event mode})"
 }
 
 # stop_sluice: SIGTERM; it must exit with status 0 within 2 s and remove its stats segment
 # and (server mode) its sockets. Leaves the stop time in STOP_SECS.
 stop_sluice() {
-    local t0 rc=0
-    t0=$(date +%s.%N)
-    kill -TERM "$SLUICE_PID" 2>/dev/null || fail "sluice (pid $SLUICE_PID) was not running at stop"
-    for _ in $(seq 40); do
-        sl_alive "$SLUICE_PID" || break
-        sleep 0.05
-    done
-    STOP_SECS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-    if sl_alive "$SLUICE_PID"; then
-        sl_stop_pid "$SLUICE_PID"
-        fail "sluice still running ${STOP_SECS}s after SIGTERM"
-    fi
-    wait "$SLUICE_PID" || rc=$?
-    [ "$rc" = 0 ] || fail "sluice exited with status $rc after SIGTERM"
+    sl_sigterm_sluice
     [ ! -e "$SHM" ] || fail "sluice left $SHM behind"
     if [ "$MODE" = server ]; then
         if [ -e "$SOCK_A" ] || [ -e "$SOCK_B" ]; then
@@ -181,14 +140,7 @@ stop_sluice() {
     sl_log "sluice stopped by SIGTERM in ${STOP_SECS}s, status 0, nothing left behind"
 }
 
-# counter JSON NAME: the value of counter NAME in a sluice-stat --json object (empty if absent).
-counter() {
-    if command -v jq >/dev/null 2>&1; then
-        jq -r --arg n "$2" '.counters[$n] // empty' <<<"$1"
-    else
-        python3 -c 'import json,sys; v=json.loads(sys.argv[1])["counters"].get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"
-    fi
-}
+counter() { sl_counter "$@"; }
 
 # check_counters WHEN: rx_packets > 0 on both ports, drop.bad_desc = 0. Sets COUNTERS.
 check_counters() {
@@ -237,10 +189,8 @@ sl_start_vm a "${VM_OPT[@]}" --socket "$SOCK_A" --mac 52:54:00:53:00:01 \
 VM_A=$SL_LAST_PID
 ALL="$VM_A $VM_B $SLUICE_PID"
 
-LINE=$(sl_wait_marker "$SL_RUN/b.log" 'SERVE-READY' "$BOOT_TIMEOUT" 0 "$ALL") || fail "guest b not ready"
-sl_log "b: $LINE"
-LINE=$(sl_wait_marker "$SL_RUN/a.log" 'SLUICE-GUEST: BOOT' "$BOOT_TIMEOUT" 0 "$ALL") || fail "guest a did not boot"
-sl_log "a: $LINE"
+sl_guest_line b 'SERVE-READY' 0 "guest b not ready"
+sl_guest_line a 'SLUICE-GUEST: BOOT' 0 "guest a did not boot"
 T_BOOT=$(sl_elapsed)
 wait_ping "(first)" 0
 T_FIRST=$(sl_elapsed)
@@ -251,11 +201,8 @@ SUMMARY="first PING-OK at ${T_FIRST}s (guest a booted at ${T_BOOT}s) [$COUNTERS]
 if [ "$PHASE" = all ] || [ "$PHASE" = reset ]; then
     off=$(sl_log_size "$SL_RUN/a.log")
     t0=$(sl_elapsed)
-    sl_log "system_reset guest a"
-    sl_monitor "$SL_RUN/a.mon" system_reset >/dev/null || fail "monitor command system_reset"
-    LINE=$(sl_wait_marker "$SL_RUN/a.log" 'SLUICE-GUEST: BOOT' "$BOOT_TIMEOUT" "$off" "$ALL") ||
-        fail "guest a did not boot again after system_reset"
-    sl_log "a: $LINE"
+    sl_reset_guest a
+    sl_guest_line a 'SLUICE-GUEST: BOOT' "$off" "guest a did not boot again after system_reset"
     off=$(sl_log_size "$SL_RUN/a.log")
     wait_ping "after the guest reset" "$off"
     boots=$(sl_count_markers "$SL_RUN/a.log" 'SLUICE-GUEST: BOOT')
@@ -290,8 +237,5 @@ fi
 fails=$(sl_count_markers "$SL_RUN/a.log" 'PING-FAIL')
 stop_sluice
 SUMMARY="$SUMMARY; final stop ${STOP_SECS}s; PING-FAIL rounds ${fails}"
-sl_stop_pid "$VM_A"
-sl_stop_pid "$VM_B"
-errs=$(grep -a -c -E '(error|critical)' "$LOG" || true)
-sl_log "sluice log: $(wc -l <"$LOG") lines, $errs error/critical"
+sl_finish
 echo "PASS test-sluice-p2p mode=$MODE $POLL_NAME phase=$PHASE: $SUMMARY; total $(sl_elapsed)s"

@@ -32,7 +32,6 @@
 # 2 bad usage, 77 skipped (a prerequisite is missing; one `SKIP: reason` line on stdout).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
 
 POLL_ARG=0
 LOG_LEVEL=debug
@@ -52,24 +51,14 @@ case "$POLL_ARG" in
     *) POLL_OPT=(--poll "$POLL_ARG"); POLL_NAME="poll=$POLL_ARG" ;;
 esac
 
-skip() { echo "SKIP: $*"; exit 77; }
-[ "$(id -u)" = 0 ] || skip "needs root (QEMU guests, tap, network namespaces, /dev/shm)"
-command -v qemu-system-x86_64 >/dev/null 2>&1 || skip "no qemu-system-x86_64 (apt-get install qemu-system-x86)"
-command -v ip >/dev/null 2>&1 || skip "no ip (apt-get install iproute2)"
-command -v ping >/dev/null 2>&1 || skip "no ping (apt-get install iputils-ping)"
-[ -c /dev/net/tun ] || skip "no /dev/net/tun (tap ports)"
-if [ -z "${SLUICE_BIN_DIR:-}" ]; then
-    SLUICE_BIN_DIR=$REPO/.build/debug
-    [ -x "$SLUICE_BIN_DIR/sluice" ] || SLUICE_BIN_DIR=$REPO/.build/release
-fi
-SLUICE=$SLUICE_BIN_DIR/sluice
-STAT=$SLUICE_BIN_DIR/sluice-stat
-if [ ! -x "$SLUICE" ] || [ ! -x "$STAT" ]; then
-    skip "no sluice/sluice-stat in $SLUICE_BIN_DIR (swift build, or set SLUICE_BIN_DIR)"
-fi
-
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
+sl_need_root "QEMU guests, tap, network namespaces, /dev/shm"
+sl_require qemu-system-x86_64 qemu-system-x86
+sl_require ip iproute2
+sl_require ping iputils-ping
+sl_need_tun
+sl_find_sluice
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-120}
 PING_TIMEOUT=${PING_TIMEOUT:-60}
 FLUSH_TIMEOUT=${FLUSH_TIMEOUT:-15}
@@ -97,18 +86,7 @@ VM_B=""
 
 fail() {
     sl_log "FAIL ($POLL_NAME): $*"
-    if [ -n "$SLUICE_PID" ] && sl_alive "$SLUICE_PID"; then
-        "$STAT" --instance "$INST" >&2 2>&1 || true
-        "$STAT" --instance "$INST" --fdb br0 >&2 2>&1 || true
-    fi
-    local f
-    for f in "$SL_RUN"/*.log "$SL_RUN"/*.qemu "$SL_RUN"/*.ping; do
-        [ -s "$f" ] || continue
-        case "$f" in
-            */sluice.log) sl_show_tail "$f" 60 ;;
-            *) sl_show_tail "$f" 15 ;;
-        esac
-    done
+    sl_fail_report --fdb br0
     echo "FAIL: $*"
     exit 1
 }
@@ -139,14 +117,8 @@ ports = vm1, vm2, host0
 aging = 300
 EOF
 
-echo "==== $(date +%T) sluice ${POLL_OPT[*]:-(event mode)} --cores $CORES" >>"$LOG"
-"$SLUICE" --config "$SL_RUN/switch.ini" --cores "$CORES" "${POLL_OPT[@]}" --log-level "$LOG_LEVEL" \
-    </dev/null >>"$LOG" 2>&1 &
-SLUICE_PID=$!
-sl_track_pid "$SLUICE_PID"
-sl_wait_path "$SHM_STATS" 20 "$SLUICE_PID" || fail "sluice did not create $SHM_STATS"
-sl_wait_path "$SOCK_A" 20 "$SLUICE_PID" || fail "sluice did not listen on $SOCK_A"
-sl_wait_path "$SOCK_B" 20 "$SLUICE_PID" || fail "sluice did not listen on $SOCK_B"
+sl_start_sluice "$SL_RUN/switch.ini" "$SHM_STATS"
+sl_wait_listening "$SOCK_A" "$SOCK_B"
 sl_wait_path "/sys/class/net/$TAP" 20 "$SLUICE_PID" || fail "sluice did not create tap $TAP"
 sl_log "sluice running (pid $SLUICE_PID, ${POLL_OPT[*]:-event mode}); tap $TAP"
 
@@ -175,8 +147,7 @@ ALL="$VM_A $VM_B $SLUICE_PID"
 # stat_read: JSON = sluice-stat --json of the running instance.
 stat_read() { JSON=$("$STAT" --instance "$INST" --json) || fail "sluice-stat --instance $INST --json failed"; }
 
-# counter JSON NAME: the value of counter NAME (empty if absent).
-counter() { jq -r --arg n "$2" '.counters[$n] // empty' <<<"$1"; }
+counter() { sl_counter "$@"; }
 
 # fdb_port MAC: the port the switch has MAC on (empty when not in the table). FDB = the table.
 fdb_read() { FDB=$("$STAT" --instance "$INST" --fdb br0) || fail "sluice-stat --fdb br0 failed"; }
@@ -219,10 +190,8 @@ check_ports() {
 }
 
 # ---- 1. reach: A -> B, A -> ns, ns -> A, ns -> B ----
-LINE=$(sl_wait_marker "$SL_RUN/b.log" 'SERVE-READY' "$BOOT_TIMEOUT" 0 "$ALL") || fail "guest b not ready"
-sl_log "b: $LINE"
-LINE=$(sl_wait_marker "$SL_RUN/a.log" 'SLUICE-GUEST: BOOT' "$BOOT_TIMEOUT" 0 "$ALL") || fail "guest a did not boot"
-sl_log "a: $LINE"
+sl_guest_line b 'SERVE-READY' 0 "guest b not ready"
+sl_guest_line a 'SLUICE-GUEST: BOOT' 0 "guest a did not boot"
 wait_guest_ping 10.0.0.2 "(first)" 0
 wait_guest_ping 10.0.0.3 "(first)" 0
 T_REACH_A=$(sl_elapsed)
@@ -264,8 +233,7 @@ off=$(sl_log_size "$SL_RUN/a.log")
 wait_guest_ping 10.0.0.2 "(before the reset)" "$off"
 off=$(sl_log_size "$SL_RUN/a.log")
 t0=$(sl_elapsed)
-sl_log "system_reset guest a"
-sl_monitor "$SL_RUN/a.mon" system_reset >/dev/null || fail "monitor command system_reset"
+sl_reset_guest a
 
 # vm1's queues stop: within FLUSH_TIMEOUT flushed grows and vm1's MAC leaves the table, while
 # the entries of vm2 and host0 stay. Looked at every 0.1 s until guest A boots again.
@@ -294,9 +262,7 @@ fi
 [ "$(fdb_port "$MAC_NS")" = host0 ] || fail "host0's $MAC_NS was dropped by vm1's flush:"$'\n'"$FDB"
 sl_log "flushed $FLUSHED0 -> $FLUSHED1 ${t_flush}s after system_reset; $MAC_A gone, vm2 and host0 kept"
 
-LINE=$(sl_wait_marker "$SL_RUN/a.log" 'SLUICE-GUEST: BOOT' "$BOOT_TIMEOUT" "$off" "$ALL") ||
-    fail "guest a did not boot again after system_reset"
-sl_log "a: $LINE"
+sl_guest_line a 'SLUICE-GUEST: BOOT' "$off" "guest a did not boot again after system_reset"
 off=$(sl_log_size "$SL_RUN/a.log")
 wait_guest_ping 10.0.0.2 "after the reset" "$off"
 wait_guest_ping 10.0.0.3 "after the reset" "$off"
@@ -320,20 +286,7 @@ SUMMARY="$SUMMARY; reset: flushed $FLUSHED0->$FLUSHED1 after ${t_flush}s, ping b
 
 # ---- 4. SIGTERM ----
 fails=$(sl_count_markers "$SL_RUN/a.log" 'PING-FAIL')
-t0=$(date +%s.%N)
-kill -TERM "$SLUICE_PID" 2>/dev/null || fail "sluice (pid $SLUICE_PID) was not running at stop"
-for _ in $(seq 40); do
-    sl_alive "$SLUICE_PID" || break
-    sleep 0.05
-done
-STOP_SECS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-if sl_alive "$SLUICE_PID"; then
-    sl_stop_pid "$SLUICE_PID"
-    fail "sluice still running ${STOP_SECS}s after SIGTERM"
-fi
-rc=0
-wait "$SLUICE_PID" || rc=$?
-[ "$rc" = 0 ] || fail "sluice exited with status $rc after SIGTERM"
+sl_sigterm_sluice
 if [ -e "$SOCK_A" ] || [ -e "$SOCK_B" ]; then
     fail "sluice left its socket(s) behind: $(ls "$SL_RUN"/*.sock)"
 fi
@@ -343,8 +296,5 @@ if ip -n "$NS" link show "$TAP" >/dev/null 2>&1; then fail "tap $TAP still exist
 sl_log "sluice stopped by SIGTERM in ${STOP_SECS}s, status 0, no socket, no /dev/shm/sluice-$INST.*, no tap"
 SUMMARY="$SUMMARY; stop ${STOP_SECS}s status 0, nothing left; PING-FAIL rounds $fails"
 
-sl_stop_pid "$VM_A"
-sl_stop_pid "$VM_B"
-errs=$(grep -a -c -E '(error|critical)' "$LOG" || true)
-sl_log "sluice log: $(wc -l <"$LOG") lines, $errs error/critical"
+sl_finish
 echo "PASS test-sluice-switch $POLL_NAME: $SUMMARY; total $(sl_elapsed)s"

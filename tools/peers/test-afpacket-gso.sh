@@ -19,7 +19,6 @@
 # `SKIP: reason` line on stdout).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
 
 SECONDS_ARG=3
 while [ $# -gt 0 ]; do
@@ -31,18 +30,13 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-skip() { echo "SKIP: $*"; exit 77; }
-[ "$(id -u)" = 0 ] || skip "needs root (veth, tap, network namespaces)"
-command -v iperf3 >/dev/null 2>&1 || skip "no iperf3 (apt-get install iperf3)"
-command -v ip >/dev/null 2>&1 || skip "no ip (apt-get install iproute2)"
-[ -c /dev/net/tun ] || skip "no /dev/net/tun (tap ports)"
-if [ -z "${SLUICE_BIN_DIR:-}" ]; then
-    SLUICE_BIN_DIR=$REPO/.build/debug
-    [ -x "$SLUICE_BIN_DIR/sluice" ] || SLUICE_BIN_DIR=$REPO/.build/release
-fi
-SLUICE=$SLUICE_BIN_DIR/sluice
-STAT=$SLUICE_BIN_DIR/sluice-stat
-[ -x "$SLUICE" ] && [ -x "$STAT" ] || skip "no sluice/sluice-stat in $SLUICE_BIN_DIR (swift build, or set SLUICE_BIN_DIR)"
+# shellcheck source=../guest/lib.sh
+source "$HERE/../guest/lib.sh"   # the prerequisite checks and sl_find_sluice
+sl_need_root "veth, tap, network namespaces"
+sl_require iperf3 iperf3
+sl_require ip iproute2
+sl_need_tun
+sl_find_sluice
 
 ID=$(( $$ % 100000 ))
 NSA=slgsoA$ID NSB=slgsoB$ID VETH=vg$ID PEER=vgp$ID TAP=swt$ID INST=slgso$ID
