@@ -43,10 +43,11 @@ SANITIZE=-sanitize=fuzzer,address
 TARGETS=(vhost-message desc-chain switch-classify)
 
 target_vhost_message() {
-    MODULES=("VhostUser=Sources/VhostUser/Message*.swift")
+    # Platform: the message codec closes fds it refuses through Platform's owned fds.
+    MODULES=("Platform=Sources/Platform/*.swift" "VhostUser=Sources/VhostUser/Message*.swift")
     ENTRY=tools/fuzz/vhost-message/Fuzz.swift
     SEEDS=tools/fuzz/vhost-message/Seeds.swift
-    CSHIM=no
+    CSHIM=yes
     MAX_LEN=4200 # control byte + header + the 4096-byte payload limit
 }
 
@@ -112,7 +113,7 @@ module CSluice {
 EOF
     local c
     for c in "$ROOT"/Sources/CSluice/*.c; do
-        "$CLANG" -O1 -g -fsanitize=fuzzer-no-link,address -I "$ROOT/Sources/CSluice/include" \
+        "$CLANG" -O1 -g ${CSHIM_FLAGS--fsanitize=fuzzer-no-link,address} -I "$ROOT/Sources/CSluice/include" \
             -c "$c" -o "$dir/$(basename "$c" .c).o" || return 1
     done
 }
@@ -145,12 +146,30 @@ build_target() {
 }
 
 write_seeds() {
-    local name=$1 dir="$BUILD/$1-seeds" sources
+    local name=$1 dir="$BUILD/$1-seeds" sources objects=() link=() spec module last
     load_target "$name"
     [[ -n $SEEDS ]] || { echo "fuzz: $name has no seed generator"; return 0; }
+    rm -rf "$dir"
     mkdir -p "$dir" "$ROOT/tools/fuzz/corpus/$name"
-    mapfile -t sources < <(expand_sources "${MODULES[0]#*=}")
-    "$SWIFTC" -O -parse-as-library -module-name "${MODULES[0]%%=*}" "${sources[@]}" "$ROOT/$SEEDS" -o "$dir/seeds"
+    # The generator is built with the target's last module (it may use its internals),
+    # on top of the modules before it; no sanitizer.
+    if [[ $CSHIM == yes ]]; then
+        CSHIM_FLAGS="" build_cshim "$dir" || return 1
+        objects+=("$dir"/*.o)
+        link+=(-lnuma -lhugetlbfs)
+    fi
+    last=$(( ${#MODULES[@]} - 1 ))
+    for spec in "${MODULES[@]:0:$last}"; do
+        module=${spec%%=*}
+        mapfile -t sources < <(expand_sources "${spec#*=}")
+        "$SWIFTC" -O -parse-as-library -wmo -module-name "$module" -emit-module -emit-module-path "$dir/$module.swiftmodule" \
+            -I "$dir" -I "$dir/cshim" -c "${sources[@]}" -o "$dir/$module.o" || return 1
+        objects+=("$dir/$module.o")
+    done
+    spec=${MODULES[$last]}
+    mapfile -t sources < <(expand_sources "${spec#*=}")
+    "$SWIFTC" -O -parse-as-library -module-name "${spec%%=*}" -I "$dir" -I "$dir/cshim" \
+        "${sources[@]}" "$ROOT/$SEEDS" "${objects[@]}" "${link[@]}" -o "$dir/seeds" || return 1
     "$dir/seeds" "$ROOT/tools/fuzz/corpus/$name"
     echo "fuzz: $name: $(find "$ROOT/tools/fuzz/corpus/$name" -type f | wc -l) seeds in tools/fuzz/corpus/$name"
 }
