@@ -1,4 +1,4 @@
-/// What a worker does when a loop turn found no work (DESIGN.md "Polling").
+/// What a worker does when a loop turn found no work (`--poll`, see the README).
 public enum IdlePolicy: Sendable, Equatable, CustomStringConvertible {
     /// `--poll 0`: spin; guest notifications off.
     case busyPoll

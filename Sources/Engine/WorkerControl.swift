@@ -1,7 +1,7 @@
 import CSluice
 import Platform
 
-/// The control thread ↔ worker handshake (DESIGN.md "Control ↔ worker").
+/// The control thread ↔ worker handshake.
 ///
 /// The control thread never changes state a worker is using. It asks the worker
 /// to pause, waits until the worker says it has stopped touching its poll list,

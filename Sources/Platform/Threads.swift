@@ -3,7 +3,8 @@ import Glibc
 #endif
 import CSluice
 
-/// OS threads for workers: pinned, named, joined. Not async tasks (see STYLE.md).
+/// OS threads for workers: pinned, named, joined. Not async tasks: those allocate and hop
+/// threads, and a worker must stay on its core.
 public final class OSThread: @unchecked Sendable {
     private var handle: pthread_t = 0
     private final class Box { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }

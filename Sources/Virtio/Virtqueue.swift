@@ -6,7 +6,7 @@ import Platform
 /// can point at it across guest reconnects.
 ///
 /// Ownership: the worker that polls the queue reads and writes it; the control thread
-/// changes it only while that worker is paused (DESIGN.md "Control ↔ worker").
+/// changes it only while that worker is paused (see `WorkerControl`).
 @frozen
 public struct VirtqueueState {
     public var desc: UnsafeMutableRawPointer? = nil

@@ -4,8 +4,8 @@
 #
 #   tools/bench/p2p-vs-testpmd.sh [OUT.md]      (default tools/bench/results-p2p.md)
 #
-# Topology (see /work/shared/PEERS.md: two busy pollers on one CPU never make
-# progress together, so the device under test (DUT) has cpu $DUT_CPU to itself):
+# Topology (two busy pollers on one CPU never make progress together, so the device
+# under test (DUT) has cpu $DUT_CPU to itself):
 #
 #   cpu GEN_CPU: one dpdk-testpmd, two net_virtio_user ports = generator AND sink
 #        port 0 ──► S0 ──► DUT ──► S1 ──► port 1   (and the other way round)
@@ -286,7 +286,7 @@ median() { median_of "$work/samples.tsv" "$@"; }   # column dut mode size
         echo "TSC cycles keep counting while a poller is descheduled,"
         echo "so those samples measure the machine's load more than the DUTs. The medians leave them out"
         echo "(last column: samples used; a cell with no clean sample uses all of its samples)."
-        echo "PEERS.md reference, idle machine: testpmd 10.6–13.8 Mpps, 156–215 cycles/pkt at 64 B."
+        echo "Reference from an idle machine of this kind: testpmd 10.6–13.8 Mpps, 156–215 cycles/pkt at 64 B."
     fi
     echo
     echo "Mpps: forwarded frames per second, both directions summed, as the generator counts them"

@@ -288,7 +288,7 @@ S="$work/samples.tsv"
         echo "**Warning: in $contended of $(wc -l <"$S") samples the DUT or the generator got less than $MIN_CPU % of"
         echo "a core, or more than $MAX_STEAL % of a vCPU was stolen.** Those samples measure the machine's load more"
         echo "than the switches; medians leave them out when a cell has clean samples (last column: samples used)."
-        echo "Reference from an idle machine (shared/PEERS.md): OVS-DPDK 8.3–9.7 Mpps, 240–260 cycles/packet at 64 B."
+        echo "Reference from an idle machine of this kind (measured before this project): OVS-DPDK 8.3–9.7 Mpps, 240–260 cycles/packet at 64 B."
         echo
     fi
     echo "Mpps: frames forwarded per second, both directions summed, as the generator counts them (sum of"
