@@ -77,10 +77,18 @@ public final class FdbSegment: @unchecked Sendable {
 
     public func setNow(seconds: UInt64) { sl_store_release_u64(base + FdbLayout.offNow, seconds) }
 
+    private var removed = false
+
+    /// Unlink the file and unmap the table (once; also when the owner goes away without it,
+    /// e.g. a start-up that failed after the switch was built).
     public func remove() {
+        guard !removed else { return }
+        removed = true
         SharedFile.remove(path)
         SharedMapping.unmap(base, length: size)
     }
+
+    deinit { remove() }
 }
 
 /// One learned address, as a reader sees it.
