@@ -40,7 +40,7 @@ SANITIZE=-sanitize=fuzzer,address
 #            with libnuma and libhugetlbfs)
 #   MAX_LEN  libFuzzer -max_len
 
-TARGETS=(vhost-message desc-chain switch-classify)
+TARGETS=(vhost-message desc-chain switch-classify segment)
 
 target_vhost_message() {
     # Platform: the message codec closes fds it refuses through Platform's owned fds.
@@ -76,6 +76,17 @@ target_switch_classify() {
     SEEDS=
     CSHIM=yes
     MAX_LEN=16384 # 9 control bytes + a few frames of up to 2048 bytes
+}
+
+# An af-packet port's handling of a frame with a virtio-net header: GSO segmentation
+# (resumed across bursts) and checksum completion; see segment/Fuzz.swift.
+target_segment() {
+    MODULES=("Platform=Sources/Platform/*.swift" "Memory=Sources/Memory/*.swift" "Stats=Sources/Stats/*.swift"
+             "Virtio=Sources/Virtio/*.swift" "Ports=Sources/Ports/*.swift")
+    ENTRY=tools/fuzz/segment/Fuzz.swift
+    SEEDS=
+    CSHIM=yes
+    MAX_LEN=65608 # 8 control bytes + a 64 KiB IP packet behind Ethernet and two tags
 }
 
 # ---------------------------------------------------------------------------
