@@ -52,21 +52,29 @@ extension Dataplane {
     /// Record that `worker` polls queue pair `q` of `port` (receive side) and so must
     /// be woken by its kicks or its fd in event mode.
     func own(receiveOf port: any DataplanePort, queue q: Int, worker w: Int) throws(EngineError) {
-        if port is VhostUserPort {
-            queueOwner[port.id, default: [:]][VhostUserPort.rxVring(q)] = w
-        } else {
-            queueOwner[port.id, default: [:]][q] = w
-            if let fd = port.wakeFD(q) {
-                do { try workers[w].epoll.add(fd, token: PortToken.make(port: port.id, kind: 0x10 | UInt64(q))) } catch {
-                    throw EngineError("port \(port.name): \(error)")
-                }
+        queueOwner[port.id, default: [:]][Self.queueKey(port, q, transmit: false)] = w
+        if let fd = port.wakeFD(q) {
+            do { try workers[w].epoll.add(fd, token: PortToken.make(port: port.id, kind: 0x10 | UInt64(q))) } catch {
+                throw EngineError("port \(port.name): \(error)")
             }
         }
     }
 
     /// Record that `worker` writes queue pair `q` of `port` (transmit side).
     func own(transmitOf port: any DataplanePort, queue q: Int, worker w: Int) {
-        if port is VhostUserPort { queueOwner[port.id, default: [:]][VhostUserPort.txVring(q)] = w }
+        queueOwner[port.id, default: [:]][Self.queueKey(port, q, transmit: true)] = w
+    }
+
+    /// The worker that writes queue pair `q` of `port`, if one does yet.
+    func transmitOwner(_ port: any DataplanePort, queue q: Int) -> Int? {
+        queueOwner[port.id]?[Self.queueKey(port, q, transmit: true)]
+    }
+
+    /// Keys of `queueOwner`: vhost-user ports by virtqueue index (kicks are registered by
+    /// it); host ports by queue pair, transmit sides offset by 1000.
+    static func queueKey(_ port: any DataplanePort, _ q: Int, transmit: Bool) -> Int {
+        if port is VhostUserPort { return transmit ? VhostUserPort.txVring(q) : VhostUserPort.rxVring(q) }
+        return transmit ? 1000 + q : q
     }
 
     func addPollEntry(_ entry: PollEntry, worker w: Int) throws(EngineError) {

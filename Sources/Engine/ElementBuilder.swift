@@ -30,7 +30,7 @@ struct P2PBuilder: ElementBuilder {
                 for q in 0..<src.queuePairs {
                     let rx = q % dst.queuePairs
                     // One worker per destination queue, so every queue has exactly one writer.
-                    let w = plane.queueOwner[dst.id]?[transmitKey(dst, rx)] ?? plane.nextWorkerIndex()
+                    let w = plane.transmitOwner(dst, queue: rx) ?? plane.nextWorkerIndex()
                     plane.own(transmitOf: dst, queue: rx, worker: w)
                     try plane.own(receiveOf: src, queue: q, worker: w)
                     let srcCounters = try plane.portCounters(src.name, slot: w)
@@ -48,10 +48,5 @@ struct P2PBuilder: ElementBuilder {
             }
         }
         return []
-    }
-
-    /// The key under which the transmit side of `q` is recorded in `queueOwner`.
-    private func transmitKey(_ port: any DataplanePort, _ q: Int) -> Int {
-        port is VhostUserPort ? VhostUserPort.txVring(q) : 1000 + q
     }
 }

@@ -9,12 +9,9 @@ import Platform
 /// batched tap API without a vnet header) and an AF_PACKET socket with mmap'ed
 /// TPACKET_V3 rings (no syscall per frame on receive; one `sendto` per burst on transmit).
 public enum HostBurst {
-    /// Largest frame a host port hands the datapath (buffer data room).
-    public static let maxFrame = BufferLayout.dataRoom
-
     @inlinable
     public static func receive(tap: TapIO, into batch: inout PacketBatch, limit: Int, _ ctx: WorkerContext, _ c: PortCounters) -> Int {
-        var taken = 0, bytes = 0
+        var taken = 0, got = 0, bytes = 0
         let pool = ctx.pool
         while taken < limit && batch.count < PacketBatch.capacity {
             guard let p = ctx.cache.alloc() else { ctx.allocFail.increment(); break }
@@ -24,10 +21,11 @@ public enum HostBurst {
             if n < 14 { c.dropBadLength.increment(); ctx.cache.free(p); continue }
             pool.setReceived(p, length: n)
             batch.append(p)
+            got &+= 1
             bytes &+= n
         }
         if taken > 0 {
-            c.rxPackets.add(UInt64(batch.count))
+            c.rxPackets.add(UInt64(got))
             c.rxBytes.add(UInt64(bytes))
         }
         return taken

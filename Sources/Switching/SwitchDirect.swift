@@ -60,13 +60,9 @@ extension SwitchPortQueue {
                        !sw.ports[d].trunk && !sw.ports[d].monitor && len <= sw.ports[d].maxFrame {
                         let srcKey = src | UInt64(vlan) << 48
                         if srcKey != lastSrcKey {
-                            let learned = sw.table.learn(srcKey, port: port, now: ctx.nowSeconds, portLimit: info.maxMACs)
-                            if learned == .portFull {
-                                c.dropMaxMACs.increment(); q.pushUsed(id: head, len: 0); rxPackets &+= 1; rxBytes &+= len; continue
+                            if !learn(srcKey, info, ctx, c) {
+                                q.pushUsed(id: head, len: 0); rxPackets &+= 1; rxBytes &+= len; continue
                             }
-                            if learned == .learned { view.pointee.counters.learned.increment() } else if learned == .moved {
-                                view.pointee.counters.moved.increment()
-                            } else if learned == .tableFull { view.pointee.counters.tableFull.increment() }
                             lastSrcKey = srcKey
                         }
                         if slot == touchedCount { prefetchReceiver(vtx.queue, frames: n &- i) }

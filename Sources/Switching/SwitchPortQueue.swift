@@ -118,13 +118,7 @@ public struct SwitchPortQueue: PollSource, @unchecked Sendable {
         if f.load(fromByteOffset: 6, as: UInt8.self) & 1 != 0 { c.dropBadLength.increment(); ctx.cache.free(p); return }
         let src = MacTable.key(mac: f + 6, vlan: 0)
         if info.lockedMAC != 0 && src != info.lockedMAC { c.dropMacLock.increment(); ctx.cache.free(p); return }
-        switch sw.table.learn(src | UInt64(vlan) << 48, port: port, now: ctx.nowSeconds, portLimit: info.maxMACs) {
-        case .known: break
-        case .learned: view.pointee.counters.learned.increment()
-        case .moved: view.pointee.counters.moved.increment()
-        case .tableFull: view.pointee.counters.tableFull.increment()
-        case .portFull: c.dropMaxMACs.increment(); ctx.cache.free(p); return
-        }
+        if !learn(src | UInt64(vlan) << 48, info, ctx, c) { ctx.cache.free(p); return }
         var dest = -1
         if f.load(as: UInt8.self) & 1 == 0 {
             dest = sw.table.lookup(MacTable.key(mac: f, vlan: vlan))
@@ -141,6 +135,20 @@ public struct SwitchPortQueue: PollSource, @unchecked Sendable {
         }
         if sw.monitorCount > 0 { mirror(p, vlan, ctx, &dirty) }
         flood(p, vlan, ctx, c, &dirty)
+    }
+
+    /// Learn source `key` on this port and count what happened. False: the port has its
+    /// `max-macs` already and the frame is dropped (counted here).
+    @inlinable
+    func learn(_ key: UInt64, _ info: SwitchPortInfo, _ ctx: WorkerContext, _ c: PortCounters) -> Bool {
+        switch shared.pointee.table.learn(key, port: port, now: ctx.nowSeconds, portLimit: info.maxMACs) {
+        case .known: break
+        case .learned: view.pointee.counters.learned.increment()
+        case .moved: view.pointee.counters.moved.increment()
+        case .tableFull: view.pointee.counters.tableFull.increment()
+        case .portFull: c.dropMaxMACs.increment(); return false
+        }
+        return true
     }
 
     /// Broadcast, multicast or unknown unicast (past the flood limit): a copy to every other
