@@ -142,6 +142,17 @@ final class FakeBackend: @unchecked Sendable {
         }.start()
     }
 
+    /// Waits until the backend has read requests that satisfy `done` (messages without a reply
+    /// reach the backend after the frontend's call has returned).
+    func waitForRequests(seconds: Double = 5, until done: ([UInt32]) -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !done(requestCodes) {
+            if Date() > deadline { return false }
+            usleep(1000)
+        }
+        return true
+    }
+
     /// Waits until the frontend closed the socket.
     func waitUntilClosed(seconds: Double = 5) -> Bool {
         finished.wait(timeout: .now() + seconds) == .success
