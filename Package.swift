@@ -52,7 +52,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "sluice-stat",
-            dependencies: ["Stats", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Stats", "Platform", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "tools/sluice-stat"
         ),
         .executableTarget(
