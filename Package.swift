@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Memory", "Platform"]),
         .testTarget(name: "SwitchingTests", dependencies: ["Switching", "Ports", "Memory", "Virtio", "Stats", "Platform"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "Platform"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Config", "Stats", "Memory", "VhostUser", "Virtio", "Platform"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Config", "Stats", "Memory", "VhostUser", "Virtio", "Platform", "Ports", "Switching"]),
         .testTarget(name: "SystemTests", dependencies: ["Stats", "Config"]),
     ]
 )

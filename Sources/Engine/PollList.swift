@@ -1,4 +1,6 @@
+import CSluice
 import Platform
+import Stats
 import Ports
 import Switching
 
@@ -21,7 +23,7 @@ enum PollEntry {
 
 /// What the worker asks of every entry.
 enum PollOp {
-    case poll, notificationsOn, notificationsOff, pendingWork, drainWakeups, release
+    case poll, notificationsOn, notificationsOff, pendingWork, drainWakeups, settle, release
 }
 
 extension PollEntry {
@@ -42,6 +44,7 @@ extension PollEntry {
         case .notificationsOff: s.pointee.setNotifications(false)
         case .pendingWork: return s.pointee.hasPendingWork() ? 1 : 0
         case .drainWakeups: s.pointee.drainWakeups()
+        case .settle: s.pointee.settle()
         case .release:
             s.pointee.release()
             s.deinitialize(count: 1)
@@ -51,16 +54,34 @@ extension PollEntry {
     }
 }
 
+/// What the worker counts for one entry (the receive queue it polls): packets, and
+/// the busy cycles it spent there, sampled every `PollList.sampleEvery` turns.
+struct QueueStats: BitwiseCopyable {
+    var packets: StatsCounter = .discard
+    var busyCycles: StatsCounter = .discard
+}
+
+/// One slot of a poll list: the entry, the element that owns it (so a reload can take
+/// exactly that element's entries off), and its counters.
+struct PollSlot {
+    var entry: PollEntry
+    var owner: Int
+    var stats: QueueStats
+}
+
 /// The worker's poll list: inline-allocated entries, no Array on the hot path.
 struct PollList {
     static let capacity = 256
-    private(set) var entries: UnsafeMutablePointer<PollEntry>?
+    /// Per-entry cycles are read on one turn in this many (a clock read per entry per
+    /// turn would cost a few percent of a busy loop).
+    static let sampleEvery: UInt32 = 16
+    private(set) var entries: UnsafeMutablePointer<PollSlot>?
     private(set) var count = 0
 
     /// Release every entry (control thread, worker stopped).
     mutating func destroy(_ ctx: WorkerContext) {
         if let e = entries {
-            for i in 0..<count { _ = e[i].perform(.release, ctx) }
+            for i in 0..<count { _ = e[i].entry.perform(.release, ctx) }
             e.deinitialize(count: count); e.deallocate()
         }
         entries = nil
@@ -68,12 +89,32 @@ struct PollList {
     }
 
     /// Control thread, worker paused or not started.
-    mutating func append(_ entry: PollEntry) -> Bool {
+    mutating func append(_ entry: PollEntry, owner: Int, stats: QueueStats) -> Bool {
         if entries == nil { entries = .allocate(capacity: Self.capacity) }
         guard count < Self.capacity, let e = entries else { return false }
-        (e + count).initialize(to: entry)
+        (e + count).initialize(to: PollSlot(entry: entry, owner: owner, stats: stats))
         count += 1
         return true
+    }
+
+    /// Release and take off every entry of element `owner`, keeping the others in order
+    /// (control thread, worker paused or stopped). Returns how many.
+    @discardableResult
+    mutating func remove(owner: Int, _ ctx: WorkerContext) -> Int {
+        guard let e = entries else { return 0 }
+        var kept = 0
+        for i in 0..<count {
+            if e[i].owner == owner {
+                _ = e[i].entry.perform(.release, ctx)
+                (e + i).deinitialize(count: 1)
+            } else {
+                if kept != i { (e + kept).moveInitialize(from: e + i, count: 1) }
+                kept += 1
+            }
+        }
+        let removed = count - kept
+        count = kept
+        return removed
     }
 
     /// Apply `op` to every entry; returns the sum of the results.
@@ -81,7 +122,35 @@ struct PollList {
     func all(_ op: PollOp, _ ctx: WorkerContext) -> Int {
         guard let e = entries else { return 0 }
         var sum = 0
-        for i in 0..<count { sum &+= e[i].perform(op, ctx) }
+        for i in 0..<count { sum &+= e[i].entry.perform(op, ctx) }
+        return sum
+    }
+
+    /// Poll every entry once, counting each entry's packets; on sampled turns also the
+    /// cycles each spent (scaled to stand for the turns not sampled).
+    @inline(__always)
+    func poll(_ ctx: WorkerContext, sampled: Bool) -> Int {
+        guard let e = entries else { return 0 }
+        var sum = 0
+        if sampled {
+            var t = sl_rdtsc()
+            for i in 0..<count {
+                let n = e[i].entry.perform(.poll, ctx)
+                let t2 = sl_rdtsc()
+                if n > 0 {
+                    e[i].stats.packets.add(UInt64(n))
+                    e[i].stats.busyCycles.add((t2 &- t) &* UInt64(Self.sampleEvery))
+                }
+                t = t2
+                sum &+= n
+            }
+        } else {
+            for i in 0..<count {
+                let n = e[i].entry.perform(.poll, ctx)
+                if n > 0 { e[i].stats.packets.add(UInt64(n)) }
+                sum &+= n
+            }
+        }
         return sum
     }
 }

@@ -7,6 +7,19 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// What the command line said, kept so that a reload resolves the new file the same way
+/// (a `--cores` given at start keeps winning over the file's `cores`).
+public struct CommandLineOverrides: Sendable {
+    public var cores: String?
+    public var poll: UInt32?
+    public var instance: String?
+    public init(cores: String?, poll: UInt32?, instance: String?) {
+        self.cores = cores
+        self.poll = poll
+        self.instance = instance
+    }
+}
+
 /// The runtime knobs after the command line has overridden the INI's `[dataplane]`.
 public struct RuntimeOptions: Sendable {
     public var cores: [Int]
@@ -24,6 +37,10 @@ public struct RuntimeOptions: Sendable {
     }
 
     public var idlePolicy: IdlePolicy { IdlePolicy(poll: poll) }
+
+    public static func resolve(config: SluiceConfig, _ o: CommandLineOverrides) -> Result<RuntimeOptions, EngineError> {
+        resolve(config: config, cliCores: o.cores, cliPoll: o.poll, cliInstance: o.instance)
+    }
 
     /// Merge the config with command-line overrides and check the cores exist.
     /// `cliCores` is the raw `--cores` text. Errors name where the bad value came from.

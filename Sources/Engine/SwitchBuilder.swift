@@ -7,10 +7,18 @@ import Switching
 
 /// `[switch NAME]`: a learning switch over its member ports.
 struct SwitchBuilder: ElementBuilder {
-    func build(_ plane: Dataplane) throws(EngineError) -> [any RunningElement] {
-        var built: [any RunningElement] = []
-        for sc in plane.config.switches { built.append(try RunningSwitch(sc, plane: plane)) }
-        return built
+    func specs(_ config: SluiceConfig) -> [ElementSpec] {
+        config.switches.map { sc in
+            ElementSpec(kind: "switch", name: sc.name, line: sc.line, ports: sc.ports,
+                        fingerprint: "\(sc.ports) aging=\(sc.aging) max-macs=\(sc.maxMACs)")
+        }
+    }
+
+    func build(_ spec: ElementSpec, _ plane: Dataplane) throws(EngineError) -> any RunningElement {
+        guard let sc = plane.config.switches.first(where: { $0.name == spec.name }) else {
+            throw EngineError("switch \(spec.name): not in \(plane.config.file)")
+        }
+        return try RunningSwitch(sc, plane: plane)
     }
 }
 
@@ -23,7 +31,8 @@ final class RunningSwitch: RunningElement {
     let counts: UnsafeMutableRawPointer
     let shared: UnsafeMutablePointer<SwitchShared>
     private var views: [UnsafeMutablePointer<SwitchWorkerView>] = []
-    private var rings: [IndexRing] = []
+    /// Rings into the owner of a member's queue 0, with the member's name.
+    private var rings: [(IndexRing, String)] = []
     private var wasUp: [Bool]
     private var flushPending: Set<Int> = []
     private var lastSweep: UInt64 = 0
@@ -34,7 +43,7 @@ final class RunningSwitch: RunningElement {
         var members: [any DataplanePort] = []
         for name in sc.ports {
             guard let p = plane.port(named: name) else {
-                throw EngineError("\(plane.config.file):\(sc.line): switch \(sc.name): unknown port \(name)")
+                throw EngineError("\(plane.config.file):\(sc.line): switch \(sc.name): port \(name) did not start")
             }
             members.append(p)
         }
@@ -98,7 +107,7 @@ final class RunningSwitch: RunningElement {
         for (i, p) in members.enumerated()
         where p.queuePairs > 1 || (0..<workerCount).contains(where: { !owners[i].contains($0) }) {
             let r = IndexRing.create(capacity: 1024, producers: .multi, consumers: .single)
-            rings.append(r)
+            rings.append((r, p.name))
             inbound[i] = r
         }
         for w in 0..<workerCount {
@@ -126,7 +135,7 @@ final class RunningSwitch: RunningElement {
                 let w = owners[i][q]
                 let source = SwitchPortQueue(shared: shared, view: views[w], port: i, rx: p.rx(q), tx: p.tx(q),
                                              inbound: q == 0 ? inbound[i] : nil)
-                try plane.addPollEntry(.make(source, PollEntry.switchQueue), worker: w)
+                try plane.addPollEntry(.make(source, PollEntry.switchQueue), worker: w, polling: p, queue: q)
             }
         }
     }
@@ -151,10 +160,30 @@ final class RunningSwitch: RunningElement {
         macs.set(UInt64(shared.pointee.table.count))
     }
 
-    func teardown() {
+    var counterNames: [String] {
+        (["macs", "aged", "flushed"] + SwitchCounters.names).map { "switch.\(config.name).\($0)" }
+    }
+
+    func teardown(_ plane: Dataplane) {
         for v in views { v.deinitialize(count: 1); v.deallocate() }
         views.removeAll()
-        for r in rings { r.destroy() }
+        // Frames handed between workers and not sent yet: freed, and counted as dropped
+        // at the port they were going to (every frame taken in ends as a send or a drop).
+        let scratch = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
+        defer { scratch.deallocate() }
+        for (r, port) in rings {
+            var dropped = 0
+            while true {
+                let n = r.dequeueBurst(scratch, 256)
+                if n == 0 { break }
+                plane.controlCache.free(scratch, n)
+                dropped += n
+            }
+            if dropped > 0, let c = try? plane.portCounters(port, slot: plane.stats.controlSlot) {
+                c.dropLinkDown.add(UInt64(dropped))
+            }
+            r.destroy()
+        }
         rings.removeAll()
         shared.pointee.deallocate()
         shared.deinitialize(count: 1)

@@ -10,6 +10,8 @@ struct WorkerCounters: BitwiseCopyable {
     var busyCycles: StatsCounter
     var idleCycles: StatsCounter
     var busyPackets: StatsCounter
+    /// Loop turns that moved at least one packet.
+    var busyLoops: StatsCounter
     var allocFail: StatsCounter
 }
 
@@ -95,6 +97,7 @@ public final class Worker: @unchecked Sendable {
         while true {
             if control.pauseRequested {
                 if control.stopRequested { break }
+                _ = pollList.all(.settle, ctx)
                 control.parkUntilReleased()
                 continue
             }
@@ -102,10 +105,11 @@ public final class Worker: @unchecked Sendable {
             let t0 = sl_rdtsc()
             turn &+= 1
             if turn & 63 == 0 { ctx.now = Clock.monotonicNanos() }
-            let work = pollList.all(.poll, ctx)
+            let work = pollList.poll(ctx, sampled: turn % PollList.sampleEvery == 0)
             let t1 = sl_rdtsc()
             counters.loops.increment()
             if work > 0 {
+                counters.busyLoops.increment()
                 counters.busyCycles.add(t1 &- t0)
                 counters.busyPackets.add(UInt64(work))
                 if notificationsOn { _ = pollList.all(.notificationsOff, ctx); notificationsOn = false }
@@ -132,5 +136,7 @@ public final class Worker: @unchecked Sendable {
                 counters.idleCycles.add(sl_rdtsc() &- t1)
             }
         }
+        // Stopped (shutdown, or a reload that replaces the workers): owe no guest a signal.
+        _ = pollList.all(.settle, ctx)
     }
 }

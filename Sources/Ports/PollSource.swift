@@ -16,6 +16,10 @@ public protocol PollSource: BitwiseCopyable {
     func hasPendingWork() -> Bool
     /// Consume the wake-ups (kick eventfds, ring eventfds) that woke the worker.
     func drainWakeups()
+    /// Signal (with a barrier) whatever earlier bursts left unsignalled. The worker calls
+    /// it before it parks for the control thread, so no guest waits out a pause for an
+    /// interrupt it is owed (and then meets a full ring when the worker resumes).
+    func settle()
     /// Free what the source owns (control thread; the source is off every list).
     func release()
 }

@@ -81,4 +81,14 @@ public enum PortTx: BitwiseCopyable, @unchecked Sendable {
 
     /// The receiving guest need not kick us when it posts RX buffers while we poll.
     public func setNotifications(_ on: Bool) {}
+
+    /// Consume the guest's kick for RX buffers it posted: the kick fd is on the writer's
+    /// epoll (buffers arriving may unblock frames left waiting), and an undrained eventfd
+    /// would keep an event-mode worker from ever sleeping.
+    public func drainWakeups() {
+        if case .vhost(let v) = self {
+            let fd = v.queue.state.pointee.kickFD
+            if fd >= 0 { EventFD.drain(fd) }
+        }
+    }
 }

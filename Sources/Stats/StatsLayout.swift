@@ -22,6 +22,7 @@
 //            0..<56  name, NUL padded (at most 55 bytes)
 //           56       kind (CounterKind raw value)
 //           57       name length
+//           58       flags: bit 0 = retired (the thing it counted is gone; readers skip it)
 //   slots  slotCount blocks, each on a 4 KiB boundary, one u64 per entry.
 //          Block `s` is written only by the thread that owns slot `s`.
 //
@@ -65,6 +66,8 @@ enum StatsLayout {
     static let entryName = 0
     static let entryKind = 56
     static let entryNameLength = 57
+    static let entryFlags = 58
+    static let flagRetired: UInt8 = 1
 
     static func roundUp(_ value: Int, to alignment: Int) -> Int {
         (value + alignment - 1) / alignment * alignment

@@ -139,7 +139,7 @@ public final class StatsReader {
         }
         var entries: [(name: String, kind: CounterKind, value: UInt64)] = []
         entries.reserveCapacity(names.count)
-        for (index, entry) in names.enumerated() {
+        for (index, entry) in names.enumerated() where !entry.retired {
             entries.append((name: entry.name, kind: entry.kind, value: values[index]))
         }
 
@@ -156,7 +156,8 @@ public final class StatsReader {
             startTimeNanoseconds: startTimeNanoseconds)
     }
 
-    private typealias DirectoryEntry = (name: String, kind: CounterKind)
+    /// Retired entries (things removed at run time) are read but not shown.
+    private typealias DirectoryEntry = (name: String, kind: CounterKind, retired: Bool)
 
     /// The directory at one stable epoch (seqlock read, retried while it changes).
     private func readDirectory() throws(StatsError) -> ([DirectoryEntry], UInt64) {
@@ -201,7 +202,8 @@ public final class StatsReader {
             else {
                 return .failure(StatsError("stats segment \(path): directory entry \(index) is corrupt"))
             }
-            entries.append((name: String(decoding: nameBytes, as: UTF8.self), kind: kind))
+            entries.append((name: String(decoding: nameBytes, as: UTF8.self), kind: kind,
+                            retired: entry[StatsLayout.entryFlags] & StatsLayout.flagRetired != 0))
         }
         return .success(entries)
     }

@@ -32,6 +32,7 @@ public final class StatsWriter: @unchecked Sendable {
     private struct Registry {
         var indexByName: [String: Int] = [:]
         var kinds: [CounterKind] = []
+        var retired: Set<Int> = []
         var removed = false
     }
 
@@ -86,6 +87,13 @@ public final class StatsWriter: @unchecked Sendable {
         }
         return try registry.withLock { (state: inout Registry) throws(StatsError) -> CounterID in
             if let index = state.indexByName[name] {
+                if state.retired.contains(index) {
+                    // Back again (a port re-added by a reload): the same entry, from zero.
+                    state.retired.remove(index)
+                    state.kinds[index] = kind
+                    publishEntry(index: index, name: name, kind: kind)
+                    return CounterID(index: index)
+                }
                 guard state.kinds[index] == kind else {
                     throw StatsError(
                         "stats segment \(path): '\(name)' is already registered as a \(state.kinds[index]), not a \(kind)")
@@ -102,6 +110,42 @@ public final class StatsWriter: @unchecked Sendable {
             state.kinds.append(kind)
             return CounterID(index: index)
         }
+    }
+
+    /// Hide the counters `names` (a port or switch removed at run time) and zero them in
+    /// every slot, so that registering a name again starts from zero. Only while no
+    /// thread writes those counters any more. Unknown names are skipped. Returns how many.
+    @discardableResult
+    public func retire<S: Sequence<String>>(names: S) -> Int {
+        registry.withLock { state in
+            var n = 0
+            for name in names {
+                guard let index = state.indexByName[name], !state.retired.contains(index) else { continue }
+                state.retired.insert(index)
+                for slot in 0..<geometry.slotCount {
+                    sl_store_relaxed_u64(mapping.base + geometry.slotsOffset + slot * geometry.slotStride + index * 8, 0)
+                }
+                setFlags(index: index, StatsLayout.flagRetired)
+                n += 1
+            }
+            return n
+        }
+    }
+
+    /// Names retired and not registered again. For tests.
+    public func isRetired(_ name: String) -> Bool {
+        registry.withLock { state in state.indexByName[name].map { state.retired.contains($0) } ?? false }
+    }
+
+    /// Change an entry's flags under the epoch. Caller holds the registry mutex.
+    private func setFlags(index: Int, _ flags: UInt8) {
+        let base = mapping.base
+        let epoch = sl_load_relaxed_u64(base + StatsLayout.offEpoch)
+        sl_store_relaxed_u64(base + StatsLayout.offEpoch, epoch &+ 1)
+        sl_fence_release()
+        let entry = base + geometry.directoryOffset + index * StatsLayout.entrySize
+        entry.storeBytes(of: flags, toByteOffset: StatsLayout.entryFlags, as: UInt8.self)
+        sl_store_release_u64(base + StatsLayout.offEpoch, epoch &+ 2)
     }
 
     /// The id of an already registered name.
@@ -134,7 +178,8 @@ public final class StatsWriter: @unchecked Sendable {
         entry.storeBytes(of: UInt8(length), toByteOffset: StatsLayout.entryNameLength, as: UInt8.self)
 
         // Publishes the entry; pairs with the reader's acquire load of the count.
-        sl_store_release_u64(base + StatsLayout.offCount, UInt64(index + 1))
+        let count = sl_load_relaxed_u64(base + StatsLayout.offCount)
+        sl_store_release_u64(base + StatsLayout.offCount, max(count, UInt64(index + 1)))
         // Even: stable again; pairs with the reader's acquire load of the epoch.
         sl_store_release_u64(base + StatsLayout.offEpoch, epoch &+ 2)
     }

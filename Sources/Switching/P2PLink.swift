@@ -219,6 +219,8 @@ public struct P2PDirection: BitwiseCopyable, @unchecked Sendable {
         src.suppressKicks()
         src.publishUsed()
         src.notifyLazily()
+        // Taken from the source like any frame: received there, dropped at the destination.
+        srcCounters.rxPackets.add(UInt64(n))
         dstCounters.dropLinkDown.add(UInt64(n))
         return n
     }

@@ -12,9 +12,15 @@ extension P2PDirection: PollSource {
 
     public func hasPendingWork() -> Bool { src.isLive && src.availableCount() > 0 }
 
+    public func settle() { settleNotifications() }
+
+    /// Both kicks are on this worker's epoll: frames from the source, RX buffers from the
+    /// destination (an undrained one would keep the worker from sleeping).
     public func drainWakeups() {
         let fd = src.state.pointee.kickFD
         if fd >= 0 { EventFD.drain(fd) }
+        let dfd = dst.state.pointee.kickFD
+        if dfd >= 0 { EventFD.drain(dfd) }
     }
 }
 
@@ -42,6 +48,7 @@ public struct PortForwarder: PollSource, @unchecked Sendable {
 
     public func setNotifications(_ on: Bool) { rx.setNotifications(on) }
     public func hasPendingWork() -> Bool { rx.hasPendingWork() }
-    public func drainWakeups() { rx.drainWakeups() }
+    public func drainWakeups() { rx.drainWakeups(); tx.drainWakeups() }
+    public func settle() { rx.settle(); tx.settle() }
     public func release() {}
 }

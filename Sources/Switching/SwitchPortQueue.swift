@@ -38,7 +38,9 @@ public struct SwitchPortQueue: PollSource, @unchecked Sendable {
         return rx.hasPendingWork()
     }
 
-    public func drainWakeups() { rx.drainWakeups() }
+    public func drainWakeups() { rx.drainWakeups(); tx.drainWakeups() }
+
+    public func settle() { rx.settle(); tx.settle() }
 
     @inlinable
     public func poll(_ ctx: WorkerContext) -> Int {

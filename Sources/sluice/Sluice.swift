@@ -57,7 +57,8 @@ struct Sluice: ParsableCommand {
         }
         for w in cfg.warnings { printErr("\(w.description) (warning)") }
         let options: RuntimeOptions
-        switch RuntimeOptions.resolve(config: cfg, cliCores: cores, cliPoll: poll, cliInstance: instance) {
+        let overrides = CommandLineOverrides(cores: cores, poll: poll, instance: instance)
+        switch RuntimeOptions.resolve(config: cfg, overrides) {
         case .success(let o): options = o
         case .failure(let e):
             printErr(e.description)
@@ -73,7 +74,7 @@ struct Sluice: ParsableCommand {
             return
         }
         let dataplane: Dataplane
-        do { dataplane = try Dataplane(config: cfg, options: options, logger: logger) } catch {
+        do { dataplane = try Dataplane(config: cfg, options: options, overrides: overrides, logger: logger) } catch {
             printErr("sluice: \(error.description)")
             throw ExitCode(1)
         }

@@ -3,6 +3,8 @@ import Config
 import Platform
 import Stats
 import Memory
+import Ports
+import Switching
 @testable import Engine
 
 final class RuntimeOptionsTests: XCTestCase {
@@ -65,7 +67,7 @@ final class RuntimeOptionsTests: XCTestCase {
 final class WorkerTests: XCTestCase {
     private func makeWorker(policy: IdlePolicy, stats: StatsWriter) throws -> Worker {
         func c(_ n: String) throws -> StatsCounter { stats.counter(try stats.register(n), slot: 0) }
-        let counters = WorkerCounters(loops: try c("loops"), busyCycles: try c("busy"), idleCycles: try c("idle"), busyPackets: try c("pkts"), allocFail: try c("allocfail"))
+        let counters = WorkerCounters(loops: try c("loops"), busyCycles: try c("busy"), idleCycles: try c("idle"), busyPackets: try c("pkts"), busyLoops: try c("busyloops"), allocFail: try c("allocfail"))
         let pool = try Mempool(name: "w", count: 64, caches: 1, policy: .off)
         return try Worker(id: 0, cpu: CPUInfo.onlineCPUs().min()!, policy: policy, counters: counters, mempool: pool)
     }
@@ -105,5 +107,25 @@ final class WorkerTests: XCTestCase {
         XCTAssertGreaterThan(w.counters.loops.value, 100)
         XCTAssertGreaterThan(w.counters.idleCycles.value, 0)
         XCTAssertEqual(w.counters.busyPackets.value, 0, "an empty poll list moves nothing")
+    }
+}
+
+final class PollListTests: XCTestCase {
+    /// A reload takes one element's entries off a worker's list and keeps the others in order.
+    func testRemoveByOwnerKeepsTheOthersInOrder() throws {
+        let pool = try Mempool(name: "pl", count: 64, caches: 1, policy: .off)
+        let ctx = WorkerContext(worker: 0, cache: pool.cache(0), now: 0, eventMode: false, allocFail: .discard)
+        var list = PollList()
+        defer { list.destroy(ctx) }
+        let empty = PortForwarder(rx: .none, tx: .none, rxCounters: PortCounters.discard, txCounters: PortCounters.discard)
+        for owner in [1, 2, 1, 3, 2] {
+            XCTAssertTrue(list.append(.make(empty, PollEntry.forward), owner: owner, stats: QueueStats()))
+        }
+        XCTAssertEqual(list.remove(owner: 2, ctx), 2)
+        XCTAssertEqual((0..<list.count).map { list.entries![$0].owner }, [1, 1, 3])
+        XCTAssertEqual(list.remove(owner: 9, ctx), 0)
+        XCTAssertEqual(list.remove(owner: 1, ctx), 2)
+        XCTAssertEqual((0..<list.count).map { list.entries![$0].owner }, [3])
+        XCTAssertEqual(list.poll(ctx, sampled: true), 0)
     }
 }
