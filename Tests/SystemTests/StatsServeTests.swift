@@ -159,6 +159,14 @@ final class StatsServeTests: XCTestCase {
         // Nothing moved between the two refreshes: the interval row shows no packets.
         XCTAssertTrue(watched.out.contains("     0     2      -        0           -               -      0           0\n"), watched.out)
 
+        for (address, problem) in [("foo:1", "'foo' is not a numeric IPv4 or IPv6 address"),
+                                   ("127.0.0.1:70000", "'70000' is not a port number"),
+                                   ("::1:9477", "write an IPv6 address as [ADDRESS]:PORT")] {
+            let refused = try run(binary, ["--path", path, "--serve", address])
+            XCTAssertEqual(refused.status, 64, address)
+            XCTAssertTrue(refused.err.contains(problem), refused.err)
+        }
+
         let version = try run(binary, ["--version"])
         XCTAssertEqual(version.out.trimmingCharacters(in: .whitespacesAndNewlines), SluiceVersion.string)
     }
