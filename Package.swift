@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"], exclude: ["Fixtures"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "MemoryTests", dependencies: ["Memory", "Platform"]),
-        .testTarget(name: "StatsTests", dependencies: ["Stats", "Platform"]),
+        .testTarget(name: "StatsTests", dependencies: ["Stats", "Ports", "Engine", "Platform"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Memory", "Platform"]),
         .testTarget(name: "SwitchingTests", dependencies: ["Switching", "Ports", "Memory", "Virtio", "Stats", "Platform"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "Platform"]),

@@ -1,5 +1,5 @@
-// Rendering snapshots as text: plain columns, columns with rates, JSON and the
-// Prometheus text exposition format. Pure functions, used by sluice-stat.
+// Rendering snapshots as text: plain columns, columns with rates and JSON (the
+// Prometheus format is in StatsPrometheus.swift). Pure functions, used by sluice-stat.
 
 public enum StatsFormat {
     // MARK: Plain text
@@ -40,9 +40,11 @@ public enum StatsFormat {
     // MARK: JSON
 
     /// One JSON object on one line:
-    /// `{"instance":..,"pid":..,"live":..,"epoch":..,"heartbeat_age_s":..,"counters":{..}}`.
-    public static func json(_ snapshot: StatsSnapshot, instance: String) -> String {
+    /// `{"instance":..,["time":..,]"pid":..,"live":..,"epoch":..,"heartbeat_age_s":..,"counters":{..}}`.
+    /// `time` (a timestamp text, e.g. ISO-8601) is included when given.
+    public static func json(_ snapshot: StatsSnapshot, instance: String, time: String? = nil) -> String {
         var out = "{\"instance\":" + jsonString(instance)
+        if let time { out += ",\"time\":" + jsonString(time) }
         out += ",\"pid\":" + String(snapshot.pid)
         out += ",\"live\":" + (snapshot.isLive ? "true" : "false")
         out += ",\"epoch\":" + String(snapshot.epoch)
@@ -80,93 +82,6 @@ public enum StatsFormat {
         let rounded = (value * 1000).rounded() / 1000
         if rounded == rounded.rounded(), abs(rounded) < 1e15 { return String(Int64(rounded)) }
         return String(rounded)
-    }
-
-    // MARK: Prometheus
-
-    /// How a counter name maps to a Prometheus series.
-    public struct PrometheusSeries: Equatable, Sendable {
-        public var family: String
-        public var labels: [Label]
-
-        public struct Label: Equatable, Sendable {
-            public var name: String
-            public var value: String
-        }
-    }
-
-    /// `worker.<n>.<m>` → `sluice_worker_<m>{worker="<n>"}`,
-    /// `port.<p>.drop.<r>` → `sluice_port_drop_packets{port="<p>",reason="<r>"}`,
-    /// `port.<p>.<m>` → `sluice_port_<m>{port="<p>"}`,
-    /// `mempool.<p>.<m>` → `sluice_mempool_<m>{mempool="<p>"}`,
-    /// anything else → `sluice_<name, non-alphanumerics as _>`.
-    /// The middle part may itself contain dots (`port.vm1.eth0.rx_packets`).
-    public static func prometheusSeries(for name: String) -> PrometheusSeries {
-        let parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        func middle(_ range: Range<Int>) -> String { parts[range].joined(separator: ".") }
-        func labelled(_ family: String, _ labels: [(String, String)]) -> PrometheusSeries {
-            PrometheusSeries(
-                family: "sluice_" + sanitize(family),
-                labels: labels.map { PrometheusSeries.Label(name: $0.0, value: $0.1) })
-        }
-        let head = parts.first ?? ""
-        let count = parts.count
-        if head == "port", count >= 4, parts[count - 2] == "drop", !parts[count - 1].isEmpty {
-            return labelled("port_drop_packets", [("port", middle(1..<(count - 2))), ("reason", parts[count - 1])])
-        }
-        if ["worker", "port", "mempool"].contains(head), count >= 3, !parts[count - 1].isEmpty {
-            return labelled(head + "_" + parts[count - 1], [(head, middle(1..<(count - 1)))])
-        }
-        return labelled(name, [])
-    }
-
-    /// Text exposition format: one `# TYPE` line per family, then its samples,
-    /// families in order of first appearance; and `sluice_up` (1 when live).
-    public static func prometheus(_ snapshot: StatsSnapshot) -> String {
-        var order: [String] = []
-        var kinds: [String: CounterKind] = [:]
-        var samples: [String: [String]] = [:]
-        for entry in snapshot.entries {
-            let series = prometheusSeries(for: entry.name)
-            if kinds[series.family] == nil {
-                order.append(series.family)
-                kinds[series.family] = entry.kind
-            }
-            var line = series.family
-            if !series.labels.isEmpty {
-                let labels = series.labels.map { "\($0.name)=\"\(escapeLabelValue($0.value))\"" }
-                line += "{" + labels.joined(separator: ",") + "}"
-            }
-            samples[series.family, default: []].append(line + " " + String(entry.value))
-        }
-        var out = "# TYPE sluice_up gauge\nsluice_up " + (snapshot.isLive ? "1" : "0") + "\n"
-        for family in order {
-            out += "# TYPE \(family) \(kinds[family] == .gauge ? "gauge" : "counter")\n"
-            for line in samples[family] ?? [] { out += line + "\n" }
-        }
-        return out
-    }
-
-    /// Metric-name characters: letters, digits and '_'; anything else becomes '_'.
-    static func sanitize(_ text: String) -> String {
-        String(String.UnicodeScalarView(text.unicodeScalars.map { scalar in
-            let v = scalar.value
-            let ok = (v >= 0x30 && v <= 0x39) || (v >= 0x41 && v <= 0x5A) || (v >= 0x61 && v <= 0x7A) || v == 0x5F
-            return ok ? scalar : "_"
-        }))
-    }
-
-    static func escapeLabelValue(_ text: String) -> String {
-        var out = ""
-        for character in text {
-            switch character {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default: out.append(character)
-            }
-        }
-        return out
     }
 
     // MARK: Helpers

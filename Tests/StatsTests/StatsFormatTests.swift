@@ -59,40 +59,11 @@ final class StatsFormatTests: XCTestCase {
         XCTAssertEqual(StatsFormat.jsonNumber(.infinity), "0")
     }
 
-    func testPrometheusNameMapping() {
-        func render(_ name: String) -> String {
-            let series = StatsFormat.prometheusSeries(for: name)
-            let labels = series.labels.map { "\($0.name)=\($0.value)" }.joined(separator: ",")
-            return labels.isEmpty ? series.family : "\(series.family){\(labels)}"
-        }
-        XCTAssertEqual(render("worker.3.busy_cycles"), "sluice_worker_busy_cycles{worker=3}")
-        XCTAssertEqual(render("port.vm1.drop.bad_desc"), "sluice_port_drop_packets{port=vm1,reason=bad_desc}")
-        XCTAssertEqual(render("port.vm1.tx_bytes"), "sluice_port_tx_bytes{port=vm1}")
-        XCTAssertEqual(render("port.vm.1.rx_packets"), "sluice_port_rx_packets{port=vm.1}")
-        XCTAssertEqual(render("mempool.main.alloc_fail"), "sluice_mempool_alloc_fail{mempool=main}")
-        XCTAssertEqual(render("worker.loops"), "sluice_worker_loops")
-        XCTAssertEqual(render("nvme.0000:01:00.0-q1"), "sluice_nvme_0000_01_00_0_q1")
-    }
-
-    func testPrometheusExpositionGroupsFamilies() {
-        let text = StatsFormat.prometheus(sample)
-        XCTAssertEqual(text, """
-            # TYPE sluice_up gauge
-            sluice_up 1
-            # TYPE sluice_worker_loops counter
-            sluice_worker_loops{worker="0"} 100
-            sluice_worker_loops{worker="1"} 200
-            # TYPE sluice_port_rx_packets counter
-            sluice_port_rx_packets{port="vm1"} 7
-            # TYPE sluice_port_drop_packets counter
-            sluice_port_drop_packets{port="vm1",reason="bad_desc"} 2
-            # TYPE sluice_mempool_in_use gauge
-            sluice_mempool_in_use{mempool="main"} 64
-            # TYPE sluice_odd_name_x counter
-            sluice_odd_name_x 1
-
-            """)
-        XCTAssertEqual(StatsFormat.escapeLabelValue("a\"b\\c"), "a\\\"b\\\\c")
+    func testJSONCarriesTheWatchTimestamp() throws {
+        let text = StatsFormat.json(sample, instance: "test", time: "2025-03-14T09:26:53.589+01:00")
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        XCTAssertEqual(object["time"] as? String, "2025-03-14T09:26:53.589+01:00")
+        XCTAssertFalse(StatsFormat.json(sample, instance: "test").contains("\"time\""))
     }
 
     func testFilterKeepsOnlyThePrefix() {

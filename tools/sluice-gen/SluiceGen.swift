@@ -10,6 +10,7 @@
 // 0 success, 1 timeout or sequence errors, 2 the device could not be set up.
 
 import ArgumentParser
+import Platform
 
 @main
 struct SluiceGen: ParsableCommand {
@@ -20,5 +21,6 @@ struct SluiceGen: ParsableCommand {
             Exit status: 0 on success, 1 on a timeout or sequence errors, 2 when the \
             vhost-user device could not be set up.
             """,
+        version: SluiceVersion.string,
         subcommands: [TxCommand.self, RxCommand.self, EchoCommand.self])
 }

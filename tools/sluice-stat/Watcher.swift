@@ -1,7 +1,8 @@
-// --watch: sample every interval, print values with rates, stop on SIGINT or
-// after --count refreshes. Follows the segment when the daemon restarts.
+// --watch: sample every interval, print each refresh under a timestamp, stop on
+// SIGINT or after --count refreshes. Follows the segment when the daemon restarts.
 
 import ArgumentParser
+import Platform
 import Stats
 import Synchronization
 
@@ -11,8 +12,14 @@ import Glibc
 import Musl
 #endif
 
-/// Set by SIGINT/SIGTERM; the watch loop checks it between short sleeps.
-private let stopRequested = Atomic<Bool>(false)
+/// Set by SIGINT/SIGTERM; the watch and serve loops check it between short waits.
+let stopRequested = Atomic<Bool>(false)
+
+/// SIGINT and SIGTERM set `stopRequested` instead of killing the process.
+func installStopHandlers() {
+    signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
+    signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
+}
 
 struct Watcher {
     let command: SluiceStat
@@ -28,12 +35,12 @@ struct Watcher {
     }
 
     mutating func run() throws {
-        signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
-        signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
+        installStopHandlers()
 
         var previous: StatsSnapshot?
         var previousTime = 0.0
         var wasLive = true
+        var lastProblem: String?
         var refreshes = 0
         while !stopRequested.load(ordering: .relaxed) {
             if reader.fileWasReplaced, let fresh = try? StatsReader(path: reader.path) {
@@ -50,9 +57,13 @@ struct Watcher {
                 }
                 wasLive = snapshot.isLive
             }
-            var text = command.render(snapshot, previous: previous, elapsed: now - previousTime)
-            if refreshes > 0, !command.json { text = "\n" + text }
-            Output.standardOutput(text)
+            // An empty view is said once on stderr (and again only after it changed); the watch goes on.
+            let problem = command.nothingToShow(snapshot)
+            if let problem, problem != lastProblem { Output.standardError("sluice-stat: \(problem)\n") }
+            lastProblem = problem
+
+            Output.standardOutput(command.render(
+                snapshot, previous: previous, elapsed: now - previousTime, time: localTimestamp()))
             previous = snapshot
             previousTime = now
             refreshes += 1
@@ -76,9 +87,26 @@ struct Watcher {
 }
 
 func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    Double(Clock.monotonicNanos()) / 1e9
+}
+
+/// Now as ISO-8601 local time with milliseconds and the UTC offset:
+/// `2025-03-14T09:26:53.589+01:00`.
+func localTimestamp(realtimeNanoseconds: UInt64 = Clock.realtimeNanos()) -> String {
+    var seconds = time_t(realtimeNanoseconds / 1_000_000_000)
+    let millis = Int(realtimeNanoseconds / 1_000_000 % 1000)
+    var parts = tm()
+    localtime_r(&seconds, &parts)
+    func digits(_ value: Int, _ width: Int) -> String {
+        let text = String(value)
+        return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
+    }
+    let offset = parts.tm_gmtoff
+    let offsetMinutes = Int(abs(offset)) / 60
+    return digits(Int(parts.tm_year) + 1900, 4) + "-" + digits(Int(parts.tm_mon) + 1, 2) + "-"
+        + digits(Int(parts.tm_mday), 2) + "T" + digits(Int(parts.tm_hour), 2) + ":" + digits(Int(parts.tm_min), 2)
+        + ":" + digits(Int(parts.tm_sec), 2) + "." + digits(millis, 3)
+        + (offset < 0 ? "-" : "+") + digits(offsetMinutes / 60, 2) + ":" + digits(offsetMinutes % 60, 2)
 }
 
 /// Unbuffered writes to fd 1 and 2 (the C `stdout`/`stderr` globals are not
