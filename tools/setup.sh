@@ -13,6 +13,7 @@ PACKAGES=(
   iproute2 iputils-ping procps psmisc   # ip, ping, pkill, fuser
   tcpdump iperf3                        # switch tests: monitor port capture, TCP across the switch
   python3 valgrind
+  systemd                               # systemd-analyze verify of tools/systemd/sluice.service
 )
 
 missing=()
