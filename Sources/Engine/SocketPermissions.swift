@@ -94,7 +94,7 @@ enum SocketPermissions {
                 return nil
             }
             let e = errno
-            if e != ENOENT {
+            if e != ENOENT && e != ENOTDIR {   // ENOTDIR: a file higher up, found on the way up
                 return "socket directory \(dir): cannot create: \(current): \(String(cString: strerror(e)))"
             }
             guard let up = current.lastIndex(of: "/"), up != current.startIndex else { return nil }
