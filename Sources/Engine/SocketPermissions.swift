@@ -60,15 +60,30 @@ enum SocketPermissions {
                let line = access.groupLine, reported.insert(line).inserted {
                 out.append("\(config.file):\(line): port \(p.name): \(unknownGroup(name))")
             }
-            if !root, access.owner != nil || access.group != nil,
-               let line = access.ownerLine ?? access.groupLine, reported.insert(-line).inserted {
-                out.append("\(config.file):\(line): port \(p.name): setting the socket's owner or group needs root (CAP_CHOWN)")
+            if !root, case .success(let ids) = resolve(access), let line = access.ownerLine ?? access.groupLine,
+               let why = unprivilegedChownProblem(ids), reported.insert(-line).inserted {
+                out.append("\(config.file):\(line): port \(p.name): \(why)")
             }
             if let socket = p.socket, let problem = directoryProblem(socket) {
                 out.append("\(config.file):\(p.socketLine ?? p.line): port \(p.name): \(problem)")
             }
         }
         return out
+    }
+
+    /// Without root, chown(2) may only keep the owner and pick one of the process's own groups.
+    static func unprivilegedChownProblem(_ ids: UnixSocket.FileAccess) -> String? {
+        if let uid = ids.uid, uid != geteuid() {
+            return "giving the socket to uid \(uid) needs root (CAP_CHOWN)"
+        }
+        if let gid = ids.gid, gid != getegid() {
+            var groups = [gid_t](repeating: 0, count: Int(max(0, getgroups(0, nil))))
+            let count = getgroups(Int32(groups.count), &groups)
+            if count < 0 || !groups.prefix(Int(count)).contains(gid) {
+                return "giving the socket to gid \(gid), a group sluice is not in, needs root (CAP_CHOWN)"
+            }
+        }
+        return nil
     }
 
     /// Why the directory of `socket` could not be made or used, or nil: it
