@@ -15,7 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),  // LogHandler.log(event:)
     ],
     targets: [
         // C shim: pause, rdtsc, atomics on raw memory, CPU_SET, SCM_RIGHTS, libnuma, libhugetlbfs.

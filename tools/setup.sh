@@ -14,6 +14,7 @@ PACKAGES=(
   tcpdump iperf3                        # switch tests: monitor port capture, TCP across the switch
   python3 valgrind
   prometheus                            # promtool: checks sluice-stat's Prometheus output
+  systemd                               # systemd-analyze verify of tools/systemd/sluice.service
 )
 
 missing=()

@@ -1,7 +1,8 @@
 /// One problem found in a configuration file, located by file and line.
 ///
 /// `line` is 1-based; line 0 means "the file as a whole" (for example, it
-/// could not be read). `description` is the conventional `FILE:LINE: message`.
+/// could not be read): its message names the file itself. `description` is
+/// the conventional `FILE:LINE: message`, or only the message for line 0.
 public struct Diagnostic: Error, Equatable, Sendable, CustomStringConvertible {
     public var file: String
     public var line: Int
@@ -13,7 +14,7 @@ public struct Diagnostic: Error, Equatable, Sendable, CustomStringConvertible {
         self.message = message
     }
 
-    public var description: String { "\(file):\(line): \(message)" }
+    public var description: String { line == 0 ? message : "\(file):\(line): \(message)" }
 }
 
 /// Every error found in one configuration file (never only the first).

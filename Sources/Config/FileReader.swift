@@ -17,7 +17,7 @@ struct FileReadProblem: Error {
 
 func readConfigFile(_ path: String) -> Result<[UInt8], FileReadProblem> {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
-    if fd < 0 { return .failure(FileReadProblem(message: "cannot read: \(errorText(errno))")) }
+    if fd < 0 { return .failure(FileReadProblem(message: errorText(errno))) }
     defer { close(fd) }
 
     var bytes: [UInt8] = []
@@ -28,12 +28,12 @@ func readConfigFile(_ path: String) -> Result<[UInt8], FileReadProblem> {
         }
         if count < 0 {
             if errno == EINTR { continue }
-            return .failure(FileReadProblem(message: "cannot read: \(errorText(errno))"))
+            return .failure(FileReadProblem(message: errorText(errno)))
         }
         if count == 0 { break }
         bytes.append(contentsOf: chunk[0..<count])
         if bytes.count > maxConfigFileSize {
-            return .failure(FileReadProblem(message: "cannot read: file is too large (more than \(maxConfigFileSize) bytes)"))
+            return .failure(FileReadProblem(message: "file is too large (more than \(maxConfigFileSize) bytes)"))
         }
     }
     return .success(bytes)

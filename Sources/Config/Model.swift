@@ -29,6 +29,8 @@ public struct DataplaneConfig: Equatable, Sendable {
     public var socketDir: String
     /// Names the shared-memory stats segment.
     public var instance: String
+    /// Owner, group and mode of every server-mode socket (a port may override each).
+    public var socketAccess: SocketAccess
 
     public init(
         cores: CoreSet? = nil,
@@ -36,7 +38,8 @@ public struct DataplaneConfig: Equatable, Sendable {
         poll: UInt32? = nil,
         hugepages: HugepageMode = .auto,
         socketDir: String = DataplaneConfig.defaultSocketDir,
-        instance: String = DataplaneConfig.defaultInstance
+        instance: String = DataplaneConfig.defaultInstance,
+        socketAccess: SocketAccess = SocketAccess()
     ) {
         self.cores = cores
         self.coresLine = coresLine
@@ -44,6 +47,7 @@ public struct DataplaneConfig: Equatable, Sendable {
         self.hugepages = hugepages
         self.socketDir = socketDir
         self.instance = instance
+        self.socketAccess = socketAccess
     }
 
     /// True if `name` is a usable stats instance name: 1 to 32 of
@@ -125,6 +129,11 @@ public struct PortConfig: Equatable, Sendable {
     public var type: PortType
     /// vhost-user only: absolute socket path (relative ones resolved against `socket-dir`).
     public var socket: String?
+    /// Line of the `socket` key.
+    public var socketLine: Int?
+    /// vhost-user server mode only: owner, group and mode of the socket file
+    /// (the port's keys over the `[dataplane]` defaults); empty otherwise.
+    public var socketAccess: SocketAccess
     public var mode: PortMode
     /// Unicast MAC to offer the guest; nil = let the guest choose.
     public var mac: MACAddress?
@@ -178,7 +187,9 @@ public struct PortConfig: Equatable, Sendable {
         macLock: Bool = false,
         maxMACs: Int? = nil,
         floodLimit: Int? = nil,
-        monitor: Bool = false
+        monitor: Bool = false,
+        socketLine: Int? = nil,
+        socketAccess: SocketAccess = SocketAccess()
     ) {
         self.name = name
         self.line = line
@@ -198,6 +209,8 @@ public struct PortConfig: Equatable, Sendable {
         self.maxMACs = maxMACs
         self.floodLimit = floodLimit
         self.monitor = monitor
+        self.socketLine = socketLine
+        self.socketAccess = socketAccess
     }
 }
 

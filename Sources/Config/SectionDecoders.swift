@@ -38,6 +38,7 @@ enum DataplaneDecoder {
                 log.error(entry.line, "bad 'instance' '\(excerpt(entry.value))': use 1 to 32 of A-Z a-z 0-9 _ -")
             }
         }
+        config.socketAccess = reader.socketAccess(log: &log)
         reader.reportUnknownKeys(log: &log)
         return config
     }
@@ -53,7 +54,8 @@ struct DecodedPort {
 }
 
 enum PortDecoder {
-    static func decode(_ section: RawSection, socketDir: String, log: inout DiagnosticLog) -> DecodedPort {
+    static func decode(_ section: RawSection, dataplane: DataplaneConfig, log: inout DiagnosticLog) -> DecodedPort {
+        let socketDir = dataplane.socketDir
         var reader = SectionReader(section)
         _ = reader.required("type", " (vhost-user, tap or af-packet)", log: &log)
         let type = reader.choice("type", PortType.self, log: &log)
@@ -64,9 +66,17 @@ enum PortDecoder {
         case .vhostUser:
             if let entry = reader.required("socket", " for a vhost-user port", log: &log) {
                 decoded.socketLine = entry.line
+                config.socketLine = entry.line
                 config.socket = socketPath(entry, socketDir: socketDir, log: &log)
             }
             config.mode = reader.choice("mode", PortMode.self, log: &log) ?? .server
+            if config.mode == .server {
+                config.socketAccess = reader.socketAccess(log: &log).over(dataplane.socketAccess)
+            } else {
+                for key in SocketAccess.keys {
+                    reader.forbid(key, "only applies to server mode (in client mode the front-end creates the socket)", log: &log)
+                }
+            }
             config.dsMax = reader.integer("ds-max", in: 1...PortConfig.maxDsMax, log: &log) ?? PortConfig.defaultDsMax
             reader.forbid("interface", "is not allowed for a vhost-user port (it is for tap and af-packet)", log: &log)
         case .tap, .afPacket:
@@ -78,12 +88,12 @@ enum PortDecoder {
                     log.error(entry.line, "bad 'interface' '\(excerpt(entry.value))': an interface name is 1 to 15 characters without '/', ':' or spaces")
                 }
             }
-            for key in ["socket", "mode", "ds-max"] {
+            for key in ["socket", "mode", "ds-max"] + SocketAccess.keys {
                 reader.forbid(key, "is only for vhost-user ports, not \(typeName)", log: &log)
             }
         case nil:
             // Type missing or bad (reported): mark the type-specific keys as known, check nothing.
-            for key in ["socket", "mode", "ds-max", "interface"] { _ = reader.entry(key) }
+            for key in ["socket", "mode", "ds-max", "interface"] + SocketAccess.keys { _ = reader.entry(key) }
         }
 
         if let entry = reader.entry("mac") {

@@ -35,10 +35,13 @@ struct SectionReader {
         }
     }
 
-    /// Reports every key no decoder asked for.
+    /// Reports every key no decoder asked for, with the nearest known key of
+    /// the section when one is close (`did you mean 'queues'?`).
     func reportUnknownKeys(log: inout DiagnosticLog) {
         for entry in section.entries where !used.contains(entry.key) {
-            log.error(entry.line, "unknown key '\(excerpt(entry.key))' in \(section.header)")
+            var message = "unknown key '\(excerpt(entry.key))' in \(section.header)"
+            if let near = nearestKey(to: entry.key, among: used) { message += "; did you mean '\(near)'?" }
+            log.error(entry.line, message)
         }
     }
 
@@ -138,4 +141,45 @@ struct SectionReader {
         }
         return (names, entry.line)
     }
+}
+
+/// The known key closest to `key` by edit distance (a typo, a swapped pair of
+/// letters, a wrong case), or nil when none is close enough to be a likely
+/// meaning: at most 1 edit for keys up to 4 characters, 2 for longer ones.
+/// Ties go to the alphabetically first key.
+func nearestKey(to key: String, among known: Set<String>) -> String? {
+    let typed = Array(key.lowercased().utf8)
+    guard typed.count <= 64 else { return nil }
+    let limit = typed.count <= 4 ? 1 : 2
+    var best: (key: String, distance: Int)?
+    for candidate in known.sorted() {
+        let distance = editDistance(typed, Array(candidate.utf8))
+        if distance <= limit, distance < (best?.distance ?? Int.max) {
+            best = (candidate, distance)
+        }
+    }
+    return best?.key
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions
+/// and swaps of two neighbouring bytes each count one.
+func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var previous2 = [Int](repeating: 0, count: b.count + 1)
+    var previous = Array(0...b.count)
+    var current = [Int](repeating: 0, count: b.count + 1)
+    for i in 1...a.count {
+        current[0] = i
+        for j in 1...b.count {
+            let cost = a[i - 1] == b[j - 1] ? 0 : 1
+            var value = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
+                value = min(value, previous2[j - 2] + 1)
+            }
+            current[j] = value
+        }
+        (previous2, previous, current) = (previous, current, previous2)
+    }
+    return previous[b.count]
 }

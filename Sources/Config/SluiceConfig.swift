@@ -47,14 +47,14 @@ public struct SluiceConfig: Sendable {
         try parse(bytes: Array(text.utf8), file: file)
     }
 
-    /// Reads and parses a file. A file that cannot be read is reported as
-    /// `FILE:0: cannot read: <reason>`.
+    /// Reads and parses a file. A file that cannot be read is reported at
+    /// line 0 as `cannot read config FILE: <reason>`.
     public static func load(path: String) throws(ConfigError) -> SluiceConfig {
         switch readConfigFile(path) {
         case .success(let bytes):
             return try parse(bytes: bytes, file: path)
         case .failure(let problem):
-            throw ConfigError(diagnostics: [Diagnostic(file: path, line: 0, message: problem.message)])
+            throw ConfigError(diagnostics: [Diagnostic(file: path, line: 0, message: "cannot read config \(path): \(problem.message)")])
         }
     }
 
@@ -81,7 +81,7 @@ public struct SluiceConfig: Sendable {
             case .dataplane:
                 continue
             case .port:
-                ports.append(PortDecoder.decode(section, socketDir: dataplane.socketDir, log: &log))
+                ports.append(PortDecoder.decode(section, dataplane: dataplane, log: &log))
             case .p2p, .switch:
                 links.append(LinkDecoder.decode(section, log: &log))
             }

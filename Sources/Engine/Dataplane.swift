@@ -78,6 +78,7 @@ public final class Dataplane {
             throw EngineError(error.message)
         }
         if let warning = mempool.memory.warning { logger.warning("\(warning)") }
+        logger.info("mempool \(mempool.name): \(options.mempoolSize) buffers, \(mempool.memory.region.length >> 20) MiB in \(mempool.memory.region.isHuge ? "\(mempool.memory.pageSize >> 10) KiB huge pages" : "normal \(mempool.memory.pageSize >> 10) KiB pages (no huge pages)")")
 
         do {
             mempoolInUse = try counter("mempool.\(mempool.name).in_use", kind: .gauge, slot: stats.controlSlot)
@@ -125,6 +126,7 @@ public final class Dataplane {
                 return 1
             }
         }
+        do { try SdNotify.ready(status: "\(workers.count) worker(s) on core(s) \(options.cores.map(String.init).joined(separator: ",")), \(ports.count) port(s)") } catch { logger.warning("sd_notify READY: \(error.reason)") }
         logger.info("sluice '\(options.instance)' running: \(workers.count) worker(s) on core(s) \(options.cores.map(String.init).joined(separator: ",")), \(options.idlePolicy); stats at \(stats.path)")
         var lastTick: UInt64 = 0
         var checkedPins = false
@@ -147,6 +149,7 @@ public final class Dataplane {
                 }
             }
         }
+        do { try SdNotify.stopping() } catch { logger.warning("sd_notify STOPPING: \(error.reason)") }
         shutdown()
         logger.info("sluice '\(options.instance)' stopped")
         return 0

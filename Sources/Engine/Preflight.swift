@@ -38,6 +38,7 @@ public enum Preflight {
                 }
             }
         }
+        out += SocketPermissions.problems(config)
         out += bufferMTUProblems(config)
         return out
     }

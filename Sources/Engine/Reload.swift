@@ -12,6 +12,14 @@ extension Dataplane {
     /// SIGHUP: read the file again; if it is valid and can run here, apply the difference.
     /// Otherwise log every error (FILE:LINE:) and keep the running configuration.
     func reload() {
+        do { try SdNotify.reloading(status: "reloading \(config.file)") } catch { logger.warning("sd_notify RELOADING: \(error.reason)") }
+        reloadFile()
+        do { try SdNotify.ready(status: "\(workers.count) worker(s) on core(s) \(options.cores.map(String.init).joined(separator: ",")), \(ports.count) port(s)") } catch {
+            logger.warning("sd_notify READY: \(error.reason)")
+        }
+    }
+
+    private func reloadFile() {
         let file = config.file
         let new: SluiceConfig
         do { new = try SluiceConfig.load(path: file) } catch {

@@ -23,6 +23,8 @@ final class VhostUserPort: DataplanePort {
     private(set) var connection: VhostUserBackendConnection?
     private var nextConnectAt: UInt64 = 0
     private var backoffNanos: UInt64 = 100_000_000
+    /// Client mode: what the connect failures since the last connection said (rate-limited).
+    private var reconnectLog = ReconnectLog()
     let connected: StatsCounter
     let badMessages: StatsCounter
     let refusedMessages: StatsCounter
@@ -73,18 +75,28 @@ final class VhostUserPort: DataplanePort {
     static let controlCounterNames: [(String, CounterKind)] =
         [("connected", .gauge), ("vhost.bad_message", .counter), ("vhost.refused_message", .counter), ("vhost.connects", .counter)]
 
-    /// Server mode: listen now. Client mode: the first connect happens in `tick`.
+    /// Server mode: listen now, the socket file owned and moded as configured.
+    /// Client mode: the first connect happens in `tick`.
     func open(epoll: Epoll, logger: Logger) throws(EngineError) {
         guard config.mode == .server else { return }
         let dir = String(socketPath[..<(socketPath.lastIndex(of: "/") ?? socketPath.startIndex)])
-        if !dir.isEmpty { makeDirectories(dir) }
-        do { listener = try VhostUserChannel.listenSocket(path: socketPath) } catch {
-            throw EngineError("port \(config.name): cannot listen on \(socketPath): \(error.description)")
+        if !dir.isEmpty {
+            do { try makeDirectories(dir) } catch {
+                throw EngineError("port \(config.name): socket directory \(error.description)")
+            }
+        }
+        let access: UnixSocket.FileAccess
+        switch SocketPermissions.resolve(config.socketAccess) {
+        case .success(let resolved): access = resolved
+        case .failure(let problem): throw EngineError("port \(config.name): \(problem.message)")
+        }
+        do { listener = try UnixSocket.listen(path: socketPath, access: access) } catch {
+            throw EngineError("port \(config.name): cannot listen on \(socketPath): \(error.reason)")
         }
         do { try epoll.add(listenFD, token: listenToken) } catch {
             throw EngineError("port \(config.name): \(error)")
         }
-        logger.info("port \(config.name): listening on \(socketPath)")
+        logger.info("port \(config.name): listening on \(socketPath) (\(SocketPermissions.describe(config.socketAccess)))")
     }
 
     /// The listening socket is readable: accept one front-end (a second one is refused).
@@ -113,7 +125,12 @@ final class VhostUserPort: DataplanePort {
         connected.set(1)
         connects.increment()
         backoffNanos = 100_000_000
-        logger.info("port \(config.name): front-end connected")
+        if config.mode == .client {
+            let tries = reconnectLog.connected()
+            logger.info("port \(config.name): connected to \(socketPath)\(tries > 1 ? " after \(tries) attempts" : "")")
+        } else {
+            logger.info("port \(config.name): front-end connected")
+        }
     }
 
     /// The connection is readable: handle one message.
@@ -151,7 +168,12 @@ final class VhostUserPort: DataplanePort {
         do {
             attach(try VhostUserChannel.connectSocket(path: socketPath), epoll: epoll, logger: logger)
         } catch {
-            if backoffNanos >= 1_000_000_000 && nextConnectAt != 0 {
+            switch reconnectLog.failed(now: now) {
+            case .first:
+                logger.info("port \(config.name): cannot connect to \(socketPath): \(error.description); retrying")
+            case .still(let attempts):
+                logger.info("port \(config.name): still cannot connect to \(socketPath) after \(attempts) attempts: \(error.description)")
+            case .quiet:
                 logger.debug("port \(config.name): connect \(socketPath): \(error.description)")
             }
             nextConnectAt = now &+ backoffNanos
@@ -173,11 +195,51 @@ final class VhostUserPort: DataplanePort {
     }
 }
 
-/// mkdir -p (best effort; a failure shows up as the listen error).
-func makeDirectories(_ path: String) {
+/// mkdir -p: each missing directory is made with mode 0755. The error names
+/// the directory and says why (`/run/x: cannot create: Permission denied`).
+func makeDirectories(_ path: String) throws(EngineError) {
     var current = ""
     for part in path.split(separator: "/") {
         current += "/" + part
-        _ = mkdir(current, 0o755)
+        var st = stat()
+        if stat(current, &st) == 0 {
+            if st.st_mode & S_IFMT != S_IFDIR { throw EngineError("\(path): cannot create: \(current) is not a directory") }
+            continue
+        }
+        if mkdir(current, 0o755) != 0 {
+            let e = errno
+            if e == EEXIST { continue }
+            throw EngineError("\(path): cannot create: \(String(cString: strerror(e)))\(current == path ? "" : " (at \(current))")")
+        }
+    }
+}
+
+/// Rate limit for client-mode connect failures: the first one of a series,
+/// then at most one every `interval`; `connected` ends the series.
+struct ReconnectLog {
+    static let interval: UInt64 = 30_000_000_000
+
+    enum Verdict: Equatable { case first, still(attempts: Int), quiet }
+
+    private(set) var attempts = 0
+    private var lastLogged: UInt64 = 0
+
+    mutating func failed(now: UInt64) -> Verdict {
+        attempts += 1
+        if attempts == 1 {
+            lastLogged = now
+            return .first
+        }
+        if now &- lastLogged >= Self.interval {
+            lastLogged = now
+            return .still(attempts: attempts)
+        }
+        return .quiet
+    }
+
+    /// Ends the series; returns the attempts it took (the successful one included).
+    mutating func connected() -> Int {
+        defer { attempts = 0 }
+        return attempts + 1
     }
 }

@@ -19,10 +19,29 @@ public enum UnixSocket {
 
     // MARK: Setting up
 
-    /// Creates a listening socket at `path` (mode 0660). A stale socket file
-    /// nobody listens on is removed first; a live one (EADDRINUSE), or a file
-    /// that is not a socket (EEXIST), is an error.
-    public static func listen(path: String, backlog: Int32 = 8) throws(SystemError) -> OwnedFD {
+    /// Owner, group and permission bits a listening socket's file gets.
+    public struct FileAccess: Sendable, Equatable {
+        /// nil: keep (the creating process's).
+        public var uid: uid_t?
+        public var gid: gid_t?
+        public var mode: mode_t
+
+        public init(uid: uid_t? = nil, gid: gid_t? = nil, mode: mode_t = 0o660) {
+            self.uid = uid
+            self.gid = gid
+            self.mode = mode
+        }
+    }
+
+    /// Creates a listening socket at `path`, its file owned and moded as
+    /// `access` says (default: mode 0660). A stale socket file nobody listens
+    /// on is removed first; a live one (EADDRINUSE), or a file that is not a
+    /// socket (EEXIST), is an error.
+    ///
+    /// Owner, group and mode are set between bind(2) and listen(2): until
+    /// listen, a connect is refused whatever the file's permissions, so no
+    /// client gets in under the wrong ones.
+    public static func listen(path: String, backlog: Int32 = 8, access: FileAccess = FileAccess()) throws(SystemError) -> OwnedFD {
         var st = stat()
         if lstat(path, &st) == 0 {
             guard st.st_mode & S_IFMT == S_IFSOCK else {
@@ -43,12 +62,45 @@ public enum UnixSocket {
             }
         }
         if bound != 0 { throw SystemError("bind \(path)") }
-        if chmod(path, 0o660) != 0 || Glibc.listen(fd.raw, backlog) != 0 {
+        do { try applyAccess(access, path: path) } catch {
+            _ = unlink(path)
+            throw error
+        }
+        if Glibc.listen(fd.raw, backlog) != 0 {
             let e = Glibc.errno
             _ = unlink(path)
             throw SystemError("listen \(path)", errno: e)
         }
         return fd
+    }
+
+    /// chown and chmod of the socket file just bound (neither follows a symlink).
+    private static func applyAccess(_ access: FileAccess, path: String) throws(SystemError) {
+        if access.uid != nil || access.gid != nil {
+            // (uid_t)-1 / (gid_t)-1 leave that id as it is.
+            if lchown(path, access.uid ?? uid_t.max, access.gid ?? gid_t.max) != 0 {
+                let who = [access.uid.map { "owner \($0)" }, access.gid.map { "group \($0)" }].compactMap { $0 }
+                let e = Glibc.errno
+                throw SystemError("chown \(path)", errno: e,
+                                  message: "cannot give \(path) \(who.joined(separator: " and ")): \(String(cString: strerror(e)))\(e == EPERM ? " (needs root or CAP_CHOWN)" : "")")
+            }
+        }
+        // Not through a symlink either: fchmodat with AT_SYMLINK_NOFOLLOW (glibc 2.32+ does it
+        // through /proc/self/fd); where that is not supported, chmod once lstat shows a socket.
+        var r = fchmodat(AT_FDCWD, path, access.mode, AT_SYMLINK_NOFOLLOW)
+        if r != 0 && (Glibc.errno == EOPNOTSUPP || Glibc.errno == ENOSYS) {
+            var st = stat()
+            if lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFSOCK {
+                r = chmod(path, access.mode)
+            } else {
+                errno = ELOOP
+            }
+        }
+        if r != 0 {
+            let e = Glibc.errno
+            throw SystemError("chmod \(path)", errno: e,
+                              message: "cannot set mode \(String(access.mode, radix: 8)) on \(path): \(String(cString: strerror(e)))")
+        }
     }
 
     /// Connects to the socket at `path` (blocking). An EINTR during the

@@ -2,6 +2,7 @@ import ArgumentParser
 import Config
 import Engine
 import Logging
+import Platform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,11 +13,14 @@ struct Sluice: ParsableCommand {
         commandName: "sluice",
         abstract: "A userspace poll-mode data plane for VMs: vhost-user ports, p2p links, switch, router.",
         discussion: """
-        Configuration comes from one INI file; the options below override its [dataplane] section.
+        Configuration comes from one INI file (man 5 sluice.ini); the options below override its
+        [dataplane] section. Under systemd (Type=notify) it reports READY=1 once the workers run
+        and logs with journald priorities; SIGHUP reloads, SIGINT/SIGTERM stop.
         Examples:
           sluice --config Configs/p2p.ini --cores 0x2 --poll 0
           sluice --check --config Configs/p2p.ini
-        """)
+        """,
+        version: SluiceVersion.string)
 
     @Option(name: .long, help: "The INI configuration file.")
     var config: String
@@ -24,8 +28,12 @@ struct Sluice: ParsableCommand {
     @Option(name: .long, help: "Worker cores: a hex mask (0x6, as DPDK -c) or a list (1-2,4, as DPDK -l).")
     var cores: String?
 
-    @Option(name: .long, help: "Poll interval in µs: 0 busy-polls; N polls every N µs; omit for event mode.")
-    var poll: UInt32?
+    // Parsed by hand, and taking the next word even if it starts with '-', so that
+    // `--poll -1` says what the range is instead of "Missing value".
+    @Option(name: .long, parsing: .unconditional,
+            help: ArgumentHelp("Poll interval in microseconds, 0...\(DataplaneConfig.maxPoll): 0 busy-polls; N polls every N microseconds; omit for event mode.",
+                               valueName: "usec"))
+    var poll: String?
 
     @Option(name: .long, help: "Instance name (names the stats segment /dev/shm/sluice-<instance>.stats).")
     var instance: String?
@@ -36,14 +44,30 @@ struct Sluice: ParsableCommand {
     @Flag(name: .long, help: "Validate the configuration (and the core set) and exit: 0 if valid, 1 with every error.")
     var check = false
 
-    mutating func run() throws {
-        guard let level = Logger.Level(rawValue: logLevel) else {
+    /// `--poll` as a number, checked in `validate`.
+    var pollInterval: UInt32? {
+        poll.flatMap { UInt32($0) }.flatMap { $0 <= DataplaneConfig.maxPoll ? $0 : nil }
+    }
+
+    func validate() throws {
+        if Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
-        if let p = poll, p > DataplaneConfig.maxPoll {
-            throw ValidationError("--poll: \(p) µs is out of range 0...\(DataplaneConfig.maxPoll)")
+        if let poll, pollInterval == nil {
+            let what = !poll.isEmpty && poll.allSatisfy(\.isASCIIDigit) ? "\(poll) µs is out of range" : "'\(poll)' is not a poll interval"
+            throw ValidationError("--poll: \(what): use 0...\(DataplaneConfig.maxPoll) µs (0 busy-polls), or omit --poll for event mode")
         }
+    }
+
+    mutating func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let journal = JournalLogHandler.stderrIsJournal
         LoggingSystem.bootstrap { label in
+            if journal {
+                var h = JournalLogHandler()
+                h.logLevel = level
+                return h
+            }
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level
             return h
@@ -52,12 +76,13 @@ struct Sluice: ParsableCommand {
 
         let cfg: SluiceConfig
         do { cfg = try SluiceConfig.load(path: config) } catch {
-            printErr(error.description)
+            // Line 0: the file itself could not be read ("cannot read config FILE: reason").
+            for d in error.diagnostics { printErr(d.line == 0 ? "sluice: \(d.message)" : d.description) }
             throw ExitCode(1)
         }
         for w in cfg.warnings { printErr("\(w.description) (warning)") }
         let options: RuntimeOptions
-        let overrides = CommandLineOverrides(cores: cores, poll: poll, instance: instance)
+        let overrides = CommandLineOverrides(cores: cores, poll: pollInterval, instance: instance)
         switch RuntimeOptions.resolve(config: cfg, overrides) {
         case .success(let o): options = o
         case .failure(let e):
@@ -87,4 +112,8 @@ func printErr(_ s: String) {
     var line = s
     line.append("\n")
     _ = line.withCString { write(2, $0, strlen($0)) }
+}
+
+extension Character {
+    var isASCIIDigit: Bool { ("0"..."9").contains(self) }
 }

@@ -29,6 +29,7 @@ final class CrossReferenceTests: XCTestCase {
             ports = Dictionary(uniqueKeysWithValues: config.ports.map { port in
                 var port = port
                 port.line = 0
+                port.socketLine = nil
                 return (port.name, port)
             })
             p2p = Dictionary(uniqueKeysWithValues: config.p2p.map { ($0.name, [$0.a, $0.b]) })

@@ -64,12 +64,12 @@ final class FixtureTests: XCTestCase {
             PortConfig(
                 name: "vm1", line: 9, type: .vhostUser, socket: "/var/run/sluice/vm1.sock", mode: .client,
                 mac: MACAddress(bytes: (0x02, 0xAA, 0xBB, 0xCC, 0xDD, 0x0E)),
-                queueSize: 1024, queues: 4, dsMax: 32, mtu: 9000
+                queueSize: 1024, queues: 4, dsMax: 32, mtu: 9000, socketLine: 11
             )
         )
         XCTAssertEqual(
             config.port(named: "vm.2"),
-            PortConfig(name: "vm.2", line: 21, type: .vhostUser, socket: "/tmp/other;semi#hash.sock")
+            PortConfig(name: "vm.2", line: 21, type: .vhostUser, socket: "/tmp/other;semi#hash.sock", socketLine: 23)
         )
         XCTAssertEqual(
             config.port(named: "tap0"),

@@ -27,17 +27,17 @@ final class LoadTests: XCTestCase {
 
     func testMissingFile() {
         let path = directory.appendingPathComponent("absent.ini").path
-        XCTAssertEqual(loadError(path), ["\(path):0: cannot read: No such file or directory"])
+        XCTAssertEqual(loadError(path), ["cannot read config \(path): No such file or directory"])
     }
 
     func testDirectory() {
-        XCTAssertEqual(loadError(directory.path), ["\(directory.path):0: cannot read: Is a directory"])
+        XCTAssertEqual(loadError(directory.path), ["cannot read config \(directory.path): Is a directory"])
     }
 
     func testTooLargeFile() throws {
         let path = directory.appendingPathComponent("big.ini").path
         try Data(repeating: UInt8(ascii: "\n"), count: (1 << 20) + 1).write(to: URL(fileURLWithPath: path))
-        XCTAssertEqual(loadError(path), ["\(path):0: cannot read: file is too large (more than 1048576 bytes)"])
+        XCTAssertEqual(loadError(path), ["cannot read config \(path): file is too large (more than 1048576 bytes)"])
     }
 
     func testLoadReportsTheGivenPath() throws {
