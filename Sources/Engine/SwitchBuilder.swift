@@ -32,7 +32,7 @@ final class RunningSwitch: RunningElement {
     let shared: UnsafeMutablePointer<SwitchShared>
     private var views: [UnsafeMutablePointer<SwitchWorkerView>] = []
     /// Rings into the owner of a member's queue 0, with the member's name.
-    private var rings: [(IndexRing, String)] = []
+    private var rings: [(IndexRing, PortTx, String)] = []
     private var wasUp: [Bool]
     private var flushPending: Set<Int> = []
     private var lastSweep: UInt64 = 0
@@ -107,7 +107,7 @@ final class RunningSwitch: RunningElement {
         for (i, p) in members.enumerated()
         where p.queuePairs > 1 || (0..<workerCount).contains(where: { !owners[i].contains($0) }) {
             let r = IndexRing.create(capacity: 1024, producers: .multi, consumers: .single)
-            rings.append((r, p.name))
+            rings.append((r, p.tx(0), p.name))
             inbound[i] = r
         }
         for w in 0..<workerCount {
@@ -167,21 +167,21 @@ final class RunningSwitch: RunningElement {
     func teardown(_ plane: Dataplane) {
         for v in views { v.deinitialize(count: 1); v.deallocate() }
         views.removeAll()
-        // Frames handed between workers and not sent yet: freed, and counted as dropped
-        // at the port they were going to (every frame taken in ends as a send or a drop).
-        let scratch = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
-        defer { scratch.deallocate() }
-        for (r, port) in rings {
-            var dropped = 0
+        // Frames handed between workers and not sent yet: delivered now (the owner of the
+        // queue is paused or stopped, so the control thread may write it); what does not
+        // fit is dropped and counted there, like any frame (rx in = tx out + drops).
+        let ctx = WorkerContext(worker: plane.workerCapacity, cache: plane.controlCache, now: 0, eventMode: false,
+                                allocFail: .discard)
+        for (r, tx, port) in rings {
+            let counters = (try? plane.portCounters(port, slot: plane.stats.controlSlot)) ?? .discard
             while true {
-                let n = r.dequeueBurst(scratch, 256)
+                var batch = PacketBatch()
+                let n = batch.withIndices { r.dequeueBurst($0, PacketBatch.capacity) }
                 if n == 0 { break }
-                plane.controlCache.free(scratch, n)
-                dropped += n
+                batch.count = n
+                _ = tx.transmit(&batch, ctx, counters)
             }
-            if dropped > 0, let c = try? plane.portCounters(port, slot: plane.stats.controlSlot) {
-                c.dropLinkDown.add(UInt64(dropped))
-            }
+            tx.settle()
             r.destroy()
         }
         rings.removeAll()

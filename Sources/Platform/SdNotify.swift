@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSluice
 
 /// The service manager's readiness protocol (`sd_notify(3)`), spoken by hand:
 /// one datagram of `KEY=VALUE` lines to the unix socket named by

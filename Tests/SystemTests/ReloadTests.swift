@@ -23,7 +23,7 @@ final class ReloadTests: XCTestCase {
 
     private func bin(_ name: String) -> String { SystemTestEnvironment.binaryDirectory() + "/" + name }
 
-    /// The base config (ports a and b on link ab) plus `extra` sections.
+    /// The base config (ports a and b on link ab, s1 and s2 on switch keep) plus `extra` sections.
     private func config(cores: String = "0", poll: String? = nil, _ extra: String = "") -> String {
         """
         [dataplane]
@@ -43,6 +43,17 @@ final class ReloadTests: XCTestCase {
 
         [p2p ab]
         ports = a, b
+
+        [port s1]
+        type = vhost-user
+        socket = s1.sock
+
+        [port s2]
+        type = vhost-user
+        socket = s2.sock
+
+        [switch keep]
+        ports = s1, s2
         \(extra)
         """
     }
@@ -123,6 +134,12 @@ final class ReloadTests: XCTestCase {
         return false
     }
 
+    private func rss(_ pid: Int32) -> Int {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+        return (Int(line.split(separator: " ")[1]) ?? 0) * 1024
+    }
+
     private func fdCount(_ pid: Int32) -> Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
     }
@@ -138,11 +155,16 @@ final class ReloadTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/b.sock"), log())
         let pid = daemon.processIdentifier
 
-        let frames = 150_000
+        let frames = 150_000, switched = 60_000
         let (rx, rxOut) = try gen(["rx", "--socket", dir + "/b.sock", "--count", "\(frames)", "--check-sequence",
                                    "--timeout", "20", "--json"])
+        let (rx2, rx2Out) = try gen(["rx", "--socket", dir + "/s2.sock", "--count", "\(switched)", "--check-sequence",
+                                     "--timeout", "20", "--json"])
         usleep(300_000)
         let (tx, _) = try gen(["tx", "--socket", dir + "/a.sock", "--count", "\(frames)", "--rate", "40000", "--size", "64"])
+        let (tx2, _) = try gen(["tx", "--socket", dir + "/s1.sock", "--count", "\(switched)", "--rate", "16000", "--size", "64"])
+        usleep(200_000)
+        let rssAtStart = rss(pid)
 
         // While a→b runs: other links, a switch, a changed port, more workers, polling, and back.
         let variants = [
@@ -163,8 +185,16 @@ final class ReloadTests: XCTestCase {
             }
             fdsAtBase.append(fdCount(pid))
         }
+        let rssAtEnd = rss(pid)
         tx.waitUntilExit()
         rx.waitUntilExit()
+        tx2.waitUntilExit()
+        rx2.waitUntilExit()
+        let switchedResult = String(decoding: rx2Out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let sj = try JSONSerialization.jsonObject(with: Data(switchedResult.utf8)) as? [String: Any] ?? [:]
+        XCTAssertEqual(sj["packets"] as? Int, switched, "frames lost through the unchanged switch: \(switchedResult)")
+        XCTAssertEqual(sj["lost"] as? Int, 0, switchedResult)
+        XCTAssertLessThan(rssAtEnd - rssAtStart, 8 << 20, "resident memory grew by \(rssAtEnd - rssAtStart) bytes over 18 reloads")
         let result = String(decoding: rxOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let json = try JSONSerialization.jsonObject(with: Data(result.utf8)) as? [String: Any] ?? [:]
         XCTAssertEqual(json["packets"] as? Int, frames, "frames lost on the unchanged link: \(result)\n\(log().suffix(3000))")
@@ -183,6 +213,9 @@ final class ReloadTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/e.sock"))
         XCTAssertNil(s.value("worker.1.loops"), "worker 1 is gone again")
         XCTAssertNotNil(s.value("rxq.a.0.worker"))
+        XCTAssertEqual(s.value("port.s1.rx_packets"), UInt64(switched))
+        XCTAssertEqual(s.value("port.s2.tx_packets"), UInt64(switched))
+        XCTAssertEqual(drops(s, port: "s2"), 0)
     }
 
     func testABrokenFileChangesNothing() throws {
