@@ -59,7 +59,7 @@ public struct SluiceConfig: Sendable {
     }
 
     /// Parses raw bytes, so that lines which are not UTF-8 are reported by line number.
-    static func parse(bytes: [UInt8], file: String) throws(ConfigError) -> SluiceConfig {
+    public static func parse(bytes: [UInt8], file: String) throws(ConfigError) -> SluiceConfig {
         var log = DiagnosticLog(file: file)
         let ini = INIParser.parse(bytes, log: &log)
         let config = build(ini, file: file, log: &log)

@@ -40,7 +40,7 @@ SANITIZE=-sanitize=fuzzer,address
 #            with libnuma and libhugetlbfs)
 #   MAX_LEN  libFuzzer -max_len
 
-TARGETS=(vhost-message desc-chain switch-classify segment)
+TARGETS=(vhost-message desc-chain switch-classify segment config)
 
 target_vhost_message() {
     # Platform: the message codec closes fds it refuses through Platform's owned fds.
@@ -49,6 +49,16 @@ target_vhost_message() {
     SEEDS=tools/fuzz/vhost-message/Seeds.swift
     CSHIM=yes
     MAX_LEN=4200 # control byte + header + the 4096-byte payload limit
+}
+
+# The INI parser and section decoders (pure Config module) on arbitrary bytes; seeds are
+# the example configs and the test fixtures, committed in tools/fuzz/corpus/config.
+target_config() {
+    MODULES=("Config=Sources/Config/*.swift")
+    ENTRY=tools/fuzz/config/Fuzz.swift
+    SEEDS=
+    CSHIM=no
+    MAX_LEN=8192
 }
 
 # Virtio's chain walker and a p2p link direction over fake guest memory (two
