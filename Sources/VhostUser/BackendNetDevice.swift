@@ -47,9 +47,12 @@ public final class VhostNetDevice: @unchecked Sendable {
     public private(set) var ackedFeatures: UInt64 = 0
     public private(set) var protocolFeatures = VhostUserProtocolFeature()
     public private(set) var deviceStatus: UInt8 = 0
+    /// This connection's protocol feature offer (CONFIG only for some front-ends; see there).
+    public private(set) var protocolOffer = ProtocolFeatureOffer(supported: VhostNetDevice.supportedProtocolFeatures)
     /// The front-end's ring addresses (user VAs), kept to re-translate on memory changes.
     private var ringAddresses: [VringAddress?]
 
+    /// Everything this device can do; `.config` is offered per connection (ProtocolFeatureOffer).
     public static let supportedProtocolFeatures: VhostUserProtocolFeature =
         [.mq, .replyAck, .mtu, .config, .configureMemSlots, .status, .resetDevice]
 
@@ -102,15 +105,16 @@ public final class VhostNetDevice: @unchecked Sendable {
             hooks.quiesce { self.applyFeatures(f) }
             return .done
         case .setOwner:
+            protocolOffer.noteSetOwner()
             return .done
         case .resetOwner, .resetDevice:
             reset()
             return .done
         case .getProtocolFeatures:
-            return .reply(.u64(UInt64(Self.supportedProtocolFeatures.rawValue)))
+            return .reply(.u64(protocolOffer.offer().rawValue))
         case .setProtocolFeatures(let f):
             let asked = VhostUserProtocolFeature(rawValue: f)
-            guard asked.isSubset(of: Self.supportedProtocolFeatures) else {
+            guard asked.isSubset(of: protocolOffer.acceptable) else {
                 return .failed("protocol features 0x\(String(f, radix: 16)) include bits not offered")
             }
             protocolFeatures = asked
@@ -231,7 +235,14 @@ public final class VhostNetDevice: @unchecked Sendable {
         }
     }
 
+    /// A front-end connected: a clean device, and the protocol feature offer decided afresh.
+    public func beginConnection() {
+        reset()
+        protocolOffer.newConnection()
+    }
+
     /// The connection is gone (or RESET_OWNER): stop every queue, close its fds, unmap memory.
+    /// The protocol feature offer stays: it belongs to the connection.
     public func reset() {
         var kicks: [(Int, Int32)] = []
         hooks.quiesce {
