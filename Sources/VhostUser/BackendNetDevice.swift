@@ -136,7 +136,7 @@ public final class VhostNetDevice: @unchecked Sendable {
         case .addMemReg(let r, let fd):
             let key = RegionKey(r)
             if let (user, n) = regionRefs[key], user == r.userspaceAddr {
-                // QEMU before 8.1 sends ADD_MEM_REG / REM_MEM_REG once per queue pair (each
+                // QEMU 7.2 (seen with queues=2) sends ADD_MEM_REG / REM_MEM_REG once per queue pair (each
                 // vhost_dev keeps its own view of the memory): the same region again is one
                 // more reference, not an overlap.
                 regionRefs[key] = (user, n + 1)
