@@ -9,6 +9,7 @@ PACKAGES=(
   libnuma-dev libhugetlbfs-dev          # linked by sluice
   dpdk dpdk-dev                         # dpdk-testpmd / dpdk-test: peers and benchmarks
   qemu-system-x86 qemu-utils            # real guests (TCG) attached by vhost-user
+  libvirt-clients libxml2-utils         # virt-xml-validate (+ its xmllint) for Configs/libvirt/*.xml
   busybox-static kmod cpio              # guest initramfs
   iproute2 iputils-ping procps psmisc   # ip, ping, pkill, fuser
   tcpdump iperf3                        # switch tests: monitor port capture, TCP across the switch

@@ -25,7 +25,7 @@ public final class VhostUserBackendConnection: @unchecked Sendable {
 
     public init(owning socket: consuming OwnedFD, device: VhostNetDevice) {
         channel = VhostUserChannel(owning: socket)
-        device.reset()
+        device.beginConnection()
         self.device = device
     }
 

@@ -47,9 +47,20 @@ public final class VhostNetDevice: @unchecked Sendable {
     public private(set) var ackedFeatures: UInt64 = 0
     public private(set) var protocolFeatures = VhostUserProtocolFeature()
     public private(set) var deviceStatus: UInt8 = 0
+    /// This connection's protocol feature offer (CONFIG only for some front-ends; see there).
+    public private(set) var protocolOffer = ProtocolFeatureOffer(supported: VhostNetDevice.supportedProtocolFeatures)
     /// The front-end's ring addresses (user VAs), kept to re-translate on memory changes.
     private var ringAddresses: [VringAddress?]
+    /// ADD_MEM_REG references per mapped region, by guest address and size as REM_MEM_REG
+    /// names it (see `.addMemReg`); SET_MEM_TABLE regions count once.
+    private var regionRefs: [RegionKey: (userAddr: UInt64, count: Int)] = [:]
 
+    private struct RegionKey: Hashable {
+        let guestPhys: UInt64, size: UInt64
+        init(_ r: MemoryRegionDescriptor) { guestPhys = r.guestPhysAddr; size = r.memorySize }
+    }
+
+    /// Everything this device can do; `.config` is offered per connection (ProtocolFeatureOffer).
     public static let supportedProtocolFeatures: VhostUserProtocolFeature =
         [.mq, .replyAck, .mtu, .config, .configureMemSlots, .status, .resetDevice]
 
@@ -102,15 +113,16 @@ public final class VhostNetDevice: @unchecked Sendable {
             hooks.quiesce { self.applyFeatures(f) }
             return .done
         case .setOwner:
+            protocolOffer.noteSetOwner()
             return .done
         case .resetOwner, .resetDevice:
             reset()
             return .done
         case .getProtocolFeatures:
-            return .reply(.u64(UInt64(Self.supportedProtocolFeatures.rawValue)))
+            return .reply(.u64(protocolOffer.offer().rawValue))
         case .setProtocolFeatures(let f):
             let asked = VhostUserProtocolFeature(rawValue: f)
-            guard asked.isSubset(of: Self.supportedProtocolFeatures) else {
+            guard asked.isSubset(of: protocolOffer.acceptable) else {
                 return .failed("protocol features 0x\(String(f, radix: 16)) include bits not offered")
             }
             protocolFeatures = asked
@@ -122,14 +134,30 @@ public final class VhostNetDevice: @unchecked Sendable {
         case .setMemTable(let regions, let fds):
             return setMemTable(regions, fds)
         case .addMemReg(let r, let fd):
+            let key = RegionKey(r)
+            if let (user, n) = regionRefs[key], user == r.userspaceAddr {
+                // QEMU 7.2 (seen with queues=2) sends ADD_MEM_REG / REM_MEM_REG once per queue pair (each
+                // vhost_dev keeps its own view of the memory): the same region again is one
+                // more reference, not an overlap.
+                regionRefs[key] = (user, n + 1)
+                closeFD(fd)
+                return .done
+            }
             var err: String?
             hooks.quiesce {
                 do { try self.memory.add(guestPhys: r.guestPhysAddr, size: r.memorySize, userAddr: r.userspaceAddr,
                                          mmapOffset: r.mmapOffset, fd: fd) } catch { err = "\(error)" }
                 self.retranslateRings()
             }
+            if err == nil { regionRefs[key] = (r.userspaceAddr, 1) }
             return err.map { .failed($0) } ?? .done
         case .remMemReg(let r):
+            let key = RegionKey(r)
+            if let (user, n) = regionRefs[key], n > 1 {
+                regionRefs[key] = (user, n - 1)
+                return .done
+            }
+            regionRefs[key] = nil
             var found = false
             hooks.quiesce {
                 found = self.memory.remove(guestPhys: r.guestPhysAddr, size: r.memorySize)
@@ -231,7 +259,14 @@ public final class VhostNetDevice: @unchecked Sendable {
         }
     }
 
+    /// A front-end connected: a clean device, and the protocol feature offer decided afresh.
+    public func beginConnection() {
+        reset()
+        protocolOffer.newConnection()
+    }
+
     /// The connection is gone (or RESET_OWNER): stop every queue, close its fds, unmap memory.
+    /// The protocol feature offer stays: it belongs to the connection.
     public func reset() {
         var kicks: [(Int, Int32)] = []
         hooks.quiesce {
@@ -245,6 +280,7 @@ public final class VhostNetDevice: @unchecked Sendable {
             self.memory.removeAll()
             for i in self.ringAddresses.indices { self.ringAddresses[i] = nil }
         }
+        regionRefs.removeAll()
         for (i, fd) in kicks { hooks.kickChanged(i, fd, -1); closeFD(fd) }
         ackedFeatures = 0
         protocolFeatures = []
@@ -289,6 +325,8 @@ public final class VhostNetDevice: @unchecked Sendable {
             if err != nil { self.memory.removeAll() }
             self.retranslateRings()
         }
+        regionRefs.removeAll()
+        if err == nil { for r in regions { regionRefs[RegionKey(r)] = (r.userspaceAddr, 1) } }
         return err.map { .failed("SET_MEM_TABLE: \($0)") } ?? .done
     }
 

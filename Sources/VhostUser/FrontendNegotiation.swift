@@ -3,11 +3,14 @@ import Glibc
 #endif
 import Platform
 
-/// The frontend's side of the vhost-user conversation, in the order QEMU
-/// and DPDK's virtio-user use (vhost-user.rst, "Starting and stopping rings"):
+/// The frontend's side of the vhost-user conversation, in the order DPDK's
+/// virtio-user uses (vhost-user.rst: SET_OWNER is "issued when a new connection
+/// is established"; "Starting and stopping rings"):
 ///
-/// 1. GET_FEATURES; GET/SET_PROTOCOL_FEATURES when PROTOCOL_FEATURES is offered
-/// 2. SET_OWNER; GET_QUEUE_NUM (MQ); SET_FEATURES; NET_SET_MTU; GET_CONFIG
+/// 1. SET_OWNER; GET_FEATURES; GET/SET_PROTOCOL_FEATURES when PROTOCOL_FEATURES
+///    is offered (SET_OWNER first is also what makes sluice offer CONFIG; see
+///    ProtocolFeatureOffer)
+/// 2. GET_QUEUE_NUM (MQ); SET_FEATURES; NET_SET_MTU; GET_CONFIG
 /// 3. SET_MEM_TABLE (one region, one fd)
 /// 4. per vring: SET_VRING_CALL, NUM, BASE, ADDR, KICK; then SET_VRING_ENABLE
 ///
@@ -39,6 +42,7 @@ struct FrontendNegotiator {
 
     /// Steps 1 and 2.
     mutating func negotiate() throws(FrontendError) -> FrontendNegotiation {
+        try tell(.setOwner)   // REPLY_ACK is not negotiated yet: no status to wait for
         let offered = FrontendFeatures(rawValue: try askU64(.getFeatures))
         result.offeredFeatures = offered
         if offered.contains(.protocolFeatures) {
@@ -49,7 +53,6 @@ struct FrontendNegotiator {
             try tell(.setProtocolFeatures(acked.rawValue), ack: false)
             result.ackedProtocolFeatures = acked
         }
-        try tell(.setOwner)
 
         if result.ackedProtocolFeatures.contains(.mq) {
             let pairs = try askU64(.getQueueNum)

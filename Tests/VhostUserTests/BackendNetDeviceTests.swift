@@ -136,6 +136,7 @@ final class BackendNetDeviceTests: XCTestCase {
 
     func testProtocolFeatures() {
         let d = VhostNetDevice(spec: Backend.spec())
+        XCTAssertDone(d.handle(.setOwner))   // SET_OWNER first: CONFIG is offered too (ProtocolFeatureOfferTests)
         guard case .u64(let p)? = replyOf(d.handle(.getProtocolFeatures)) else { return XCTFail() }
         XCTAssertEqual(p, VhostNetDevice.supportedProtocolFeatures.rawValue)
         XCTAssertDone(d.handle(.setProtocolFeatures(p)))

@@ -188,6 +188,32 @@ final class BackendVringTests: XCTestCase {
         XCTAssertEqual(r.device.memory.regionCount, 1)
     }
 
+    /// QEMU 7.2 with queues=2 sends ADD_MEM_REG (and REM_MEM_REG) of the same region once per
+    /// queue pair: the second add is one more reference; the region goes with the last remove.
+    func testTheSameRegionAddedTwiceIsCountedNotRefused() throws {
+        let r = try RunningDevice()
+        XCTAssertDone(r.device.handle(.setMemTable([], fds: [])))
+        let fd1 = try Backend.memfd(1 << 20), fd2 = try Backend.memfd(1 << 20)
+        XCTAssertDone(r.device.handle(.addMemReg(Backend.region(), fd: fd1)))
+        XCTAssertDone(r.device.handle(.addMemReg(Backend.region(), fd: fd2)), "the same region again")
+        XCTAssertFalse(Backend.isOpen(fd2), "the duplicate's fd is closed, not leaked")
+        XCTAssertEqual(r.device.memory.regionCount, 1)
+        XCTAssertTrue(r.device.queues[0].isLive)
+        // The same guest range at another user address is a real overlap.
+        XCTAssertFailed(r.device.handle(.addMemReg(Backend.region(user: Backend.userBase + (1 << 30)), fd: try Backend.memfd(1 << 20))))
+        XCTAssertDone(r.device.handle(.remMemReg(Backend.region())))
+        XCTAssertEqual(r.device.memory.regionCount, 1, "one reference left")
+        XCTAssertTrue(r.device.queues[0].isLive)
+        XCTAssertDone(r.device.handle(.remMemReg(Backend.region())))
+        XCTAssertEqual(r.device.memory.regionCount, 0)
+        XCTAssertFalse(r.device.queues[0].isLive)
+        XCTAssertFailed(r.device.handle(.remMemReg(Backend.region())))
+        // After the last remove the region can be added again (the count starts over).
+        XCTAssertDone(r.device.handle(.addMemReg(Backend.region(), fd: try Backend.memfd(1 << 20))))
+        XCTAssertEqual(r.device.memory.regionCount, 1)
+        XCTAssertTrue(r.device.queues[0].isLive)
+    }
+
     func testAFailedMemTableStopsTheRingsInsteadOfLeavingStalePointers() throws {
         let r = try RunningDevice()
         let overlapping = [Backend.region(gpa: 0), Backend.region(gpa: 4096, user: Backend.userBase + (1 << 24))]

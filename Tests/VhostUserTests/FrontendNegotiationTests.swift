@@ -29,17 +29,18 @@ final class FrontendNegotiationTests: XCTestCase {
         XCTAssertEqual(backend.mtu, 1500)
 
         let expected: [VhostUserRequest] = [
-            .getFeatures, .getProtocolFeatures, .setProtocolFeatures, .setOwner, .getQueueNum, .setFeatures,
+            .setOwner, .getFeatures, .getProtocolFeatures, .setProtocolFeatures, .getQueueNum, .setFeatures,
             .netSetMTU, .getConfig, .setMemTable,
             .setVringCall, .setVringNum, .setVringBase, .setVringAddr, .setVringKick,
             .setVringCall, .setVringNum, .setVringBase, .setVringAddr, .setVringKick,
             .setVringEnable, .setVringEnable,
         ]
         XCTAssertEqual(backend.requestCodes, expected.map(\.rawValue))
-        // Every request without a reply of its own after SET_PROTOCOL_FEATURES asked for REPLY_ACK.
+        // Every request without a reply of its own after SET_PROTOCOL_FEATURES asked for REPLY_ACK
+        // (SET_OWNER comes first, before REPLY_ACK is negotiated).
         for r in backend.requests {
             let ownReply = VhostUserRequest(rawValue: r.code)?.replyShape != nil
-            let beforeAck = r.code == code(.setProtocolFeatures)
+            let beforeAck = r.code == code(.setOwner) || r.code == code(.setProtocolFeatures)
             XCTAssertEqual(r.needsReply, !ownReply && !beforeAck, "\(VhostUserRequest.describe(r.code))")
         }
         XCTAssertEqual(backend.regions.count, 1)
@@ -61,7 +62,7 @@ final class FrontendNegotiationTests: XCTestCase {
         // Nothing is acknowledged here, so the last requests may still be in flight: wait for both rings' kicks.
         XCTAssertTrue(backend.waitForRequests { $0.filter { $0 == self.code(.setVringKick) }.count == 2 })
         let codes = backend.requestCodes
-        XCTAssertEqual(Array(codes.prefix(3)), [code(.getFeatures), code(.setOwner), code(.setFeatures)])
+        XCTAssertEqual(Array(codes.prefix(3)), [code(.setOwner), code(.getFeatures), code(.setFeatures)])
         XCTAssertFalse(codes.contains(code(.getProtocolFeatures)))
         XCTAssertFalse(codes.contains(code(.setVringEnable)), "rings start enabled without PROTOCOL_FEATURES")
         XCTAssertFalse(backend.requests.contains { $0.needsReply })

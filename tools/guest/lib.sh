@@ -320,11 +320,14 @@ sl_reset_guest() {
     sl_monitor "$SL_RUN/$1.mon" system_reset >/dev/null || fail "monitor command system_reset"
 }
 
-# sl_finish: stop the guests VM_A and VM_B, log the size of sluice's log and its errors.
+# sl_finish: stop the guests VM_A and VM_B, log the size of sluice's log and its errors;
+# fail if a QEMU warned that the backend offers VHOST_USER_PROTOCOL_F_CONFIG.
 sl_finish() {
     sl_stop_pid "$VM_A"
     sl_stop_pid "$VM_B"
-    local errs
+    local errs warned
+    warned=$(grep -a -h 'PROTOCOL_F_CONFIG' "$SL_RUN"/*.qemu 2>/dev/null | head -1 || true)
+    [ -z "$warned" ] || fail "QEMU: $warned"
     errs=$(grep -a -c -E '(error|critical)' "$LOG" || true)
     sl_log "sluice log: $(wc -l <"$LOG") lines, $errs error/critical"
 }
