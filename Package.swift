@@ -33,6 +33,8 @@ let package = Package(
         .target(name: "VhostUser", dependencies: ["Virtio", "Platform", "CSluice"], swiftSettings: hot),
         // Ports: what a worker polls (PollSource) and the receive/transmit bursts of every port kind.
         .target(name: "Ports", dependencies: ["Virtio", "Memory", "Stats", "Platform", "CSluice"], swiftSettings: hot),
+        // Services: the control-plane answers of a [network] (DHCPv4/v6, NDP, RA) and its leases.
+        .target(name: "Services", dependencies: ["Config", "Platform"]),
         .target(name: "Switching", dependencies: ["Ports", "Virtio", "VhostUser", "Memory", "Stats", "Platform", "CSluice"], swiftSettings: hot),
         .target(
             name: "Engine",
@@ -71,6 +73,7 @@ let package = Package(
             path: "tools/bench/sluice-bench",
             swiftSettings: hot
         ),
+        .testTarget(name: "ServicesTests", dependencies: ["Services", "Config", "Platform"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], exclude: ["Fixtures"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "MemoryTests", dependencies: ["Memory", "Platform"]),
