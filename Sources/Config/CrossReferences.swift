@@ -9,6 +9,7 @@ enum CrossReferences {
         let owners = checkAttachments(links, portNames: portNames, brokenPortNames: brokenPortNames, log: &log)
         checkSockets(ports, log: &log)
         checkSwitchPorts(links, owners: owners, ports: ports, log: &log)
+        NetworkChecks.check(networks: links.filter { $0.kind == .network }, ports: ports, owners: owners, log: &log)
         for port in ports {
             guard let config = port.config, owners[config.name] == nil else { continue }
             log.warning(config.line, "port '\(config.name)' is not attached to any p2p link or switch")

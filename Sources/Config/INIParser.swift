@@ -2,7 +2,7 @@
 // kinds and name rules, not the keys; it reports every bad line and goes on.
 
 enum SectionKind: String, CaseIterable {
-    case dataplane, port, p2p, `switch`
+    case dataplane, port, p2p, `switch`, network
 }
 
 struct RawEntry {

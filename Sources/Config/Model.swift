@@ -27,6 +27,10 @@ public struct DataplaneConfig: Equatable, Sendable {
     public var hugepages: HugepageMode
     /// Absolute directory that relative socket paths resolve against.
     public var socketDir: String
+    /// `state-dir`: where leases persist; nil = `stateDirectory`'s default.
+    public var stateDir: String?
+    /// The state directory in effect: `state-dir`, or `<socket-dir>-state` beside the sockets.
+    public var stateDirectory: String { stateDir ?? socketDir + "-state" }
     /// Names the shared-memory stats segment.
     public var instance: String
     /// Owner, group and mode of every server-mode socket (a port may override each).
@@ -137,6 +141,8 @@ public struct PortConfig: Equatable, Sendable {
     public var mode: PortMode
     /// Unicast MAC to offer the guest; nil = let the guest choose.
     public var mac: MACAddress?
+    /// On a port of a `[network]`: static addresses and routed prefixes.
+    public var addressing = PortAddressing()
     /// Descriptors per virtqueue: a power of two, 1...32768.
     public var queueSize: Int
     /// Queue pairs offered, 1...16.

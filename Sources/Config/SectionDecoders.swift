@@ -31,6 +31,13 @@ enum DataplaneDecoder {
                 log.error(entry.line, "'socket-dir' must be an absolute path, got '\(excerpt(entry.value))'")
             }
         }
+        if let entry = reader.entry("state-dir") {
+            if entry.value.hasPrefix("/") {
+                config.stateDir = normalizedPath(entry.value)
+            } else {
+                log.error(entry.line, "'state-dir' must be an absolute path, got '\(excerpt(entry.value))'")
+            }
+        }
         if let entry = reader.entry("instance") {
             if isValidInstanceName(entry.value) {
                 config.instance = entry.value
@@ -51,6 +58,11 @@ struct DecodedPort {
     var socketLine: Int?
     /// The switch-only keys the section sets, with their lines, in file order.
     var switchKeys: [(key: String, line: Int)] = []
+    /// The router keys (`ipv4`, `ipv6`, `routed-prefixes`) the section sets, with lines.
+    var addressingKeys: [(key: String, line: Int)] = []
+    var ipv4Line: Int?
+    var ipv6Line: Int?
+    var routedLine: Int?
 }
 
 enum PortDecoder {
@@ -104,6 +116,12 @@ enum PortDecoder {
         config.queues = reader.integer("queues", in: 1...PortConfig.maxQueues, log: &log) ?? PortConfig.defaultQueues
         config.mtu = reader.integer("mtu", in: PortConfig.mtuRange, log: &log) ?? PortConfig.defaultMTU
         decoded.switchKeys = decodeSwitchKeys(&reader, into: &config, log: &log)
+        let addressing = PortAddressingDecoder.decode(&reader, log: &log)
+        config.addressing = addressing.addressing
+        decoded.addressingKeys = addressing.keys
+        decoded.ipv4Line = addressing.ipv4Line
+        decoded.ipv6Line = addressing.ipv6Line
+        decoded.routedLine = addressing.routedLine
         reader.reportUnknownKeys(log: &log)
 
         decoded.config = type == nil ? nil : config
@@ -213,6 +231,8 @@ struct DecodedLink {
     var isCleanList: Bool
     /// False if any key of the section was bad.
     var isValid: Bool
+    /// `[network]`: its own keys.
+    var network: DecodedNetworkKeys? = nil
 }
 
 enum LinkDecoder {
@@ -226,7 +246,10 @@ enum LinkDecoder {
         let isCleanList = list.map { list in
             list.names.count == reader.listedCount("ports") && Set(list.names).count == list.names.count
         } ?? false
-        if section.kind == .p2p {
+        var network: DecodedNetworkKeys?
+        if section.kind == .network {
+            network = NetworkDecoder.decode(&reader, log: &log)
+        } else if section.kind == .p2p {
             if let list, list.names.count != 2, list.names.count == reader.listedCount("ports") {
                 log.error(list.line, "a p2p link joins exactly two ports, got \(list.names.count)")
             }
@@ -238,7 +261,7 @@ enum LinkDecoder {
         return DecodedLink(
             kind: section.kind, name: section.name, line: section.line, header: section.header,
             ports: list?.names ?? [], portsLine: list?.line ?? section.line, aging: aging, maxMACs: maxMACs,
-            isCleanList: isCleanList, isValid: log.errors.count == errorsBefore
+            isCleanList: isCleanList, isValid: log.errors.count == errorsBefore, network: network
         )
     }
 }

@@ -13,6 +13,8 @@ public struct SluiceConfig: Sendable {
     public var ports: [PortConfig]
     public var p2p: [P2PConfig]
     public var switches: [SwitchConfig]
+    /// `[network]` sections: routed tenant networks.
+    public var networks: [NetworkConfig] = []
     /// Problems that do not stop sluice, such as a port attached to nothing.
     public var warnings: [Diagnostic]
 
@@ -82,7 +84,7 @@ public struct SluiceConfig: Sendable {
                 continue
             case .port:
                 ports.append(PortDecoder.decode(section, dataplane: dataplane, log: &log))
-            case .p2p, .switch:
+            case .p2p, .switch, .network:
                 links.append(LinkDecoder.decode(section, log: &log))
             }
         }
@@ -98,6 +100,11 @@ public struct SluiceConfig: Sendable {
         for link in links where link.isValid {
             if link.kind == .p2p, link.ports.count == 2 {
                 config.p2p.append(P2PConfig(name: link.name, line: link.line, a: link.ports[0], b: link.ports[1]))
+            } else if link.kind == .network, let keys = link.network {
+                config.networks.append(NetworkConfig(
+                    name: link.name, line: link.line, ports: link.ports, ipv4Subnet: keys.ipv4Subnet,
+                    ipv6Prefix: keys.ipv6Prefix, dns4: keys.dns4, dns6: keys.dns6, domain: keys.domain,
+                    leaseTime: keys.leaseTime))
             } else if link.kind == .switch {
                 config.switches.append(SwitchConfig(
                     name: link.name, line: link.line, ports: link.ports, aging: link.aging, maxMACs: link.maxMACs
