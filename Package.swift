@@ -39,7 +39,7 @@ let package = Package(
         .target(
             name: "Engine",
             dependencies: [
-                "Config", "Platform", "Memory", "Stats", "Virtio", "VhostUser", "Ports", "Switching", "CSluice",
+                "Config", "Platform", "Memory", "Stats", "Virtio", "VhostUser", "Ports", "Switching", "Services", "CSluice",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: hot

@@ -16,6 +16,7 @@ PACKAGES=(
   python3 valgrind
   prometheus                            # promtool: checks sluice-stat's Prometheus output
   systemd                               # systemd-analyze verify of tools/systemd/sluice.service
+  isc-dhcp-client                       # dhclient -4/-6: DHCP clients of the router tests
 )
 
 missing=()

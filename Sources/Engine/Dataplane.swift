@@ -168,6 +168,10 @@ public final class Dataplane {
             }
             return
         }
+        if let id = ElementToken.element(token) {
+            elements.first { $0.id == id }?.running.handleWakeup()
+            return
+        }
         handlePortEvent(token: token, events: events)
     }
 

@@ -33,7 +33,7 @@ struct QueueClaim {
 /// sections into poll sources on the workers.
 extension Dataplane {
     /// One builder per section kind. A new kind of section is one more entry here.
-    static let builders: [any ElementBuilder & Sendable] = [P2PBuilder(), SwitchBuilder()]
+    static let builders: [any ElementBuilder & Sendable] = [P2PBuilder(), SwitchBuilder(), RouterBuilder()]
 
     /// A port object for `pc` with a fresh id (not opened yet).
     func makePort(_ pc: PortConfig) throws(EngineError) -> any DataplanePort {

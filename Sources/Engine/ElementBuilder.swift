@@ -35,6 +35,19 @@ protocol RunningElement: AnyObject {
     func teardown(_ plane: Dataplane)
     /// Counter names that belong to the element alone, retired when it is removed.
     var counterNames: [String] { get }
+    /// The element's own fd on the control loop fired (token `1 << 48 | element id`).
+    func handleWakeup()
+}
+
+extension RunningElement {
+    func handleWakeup() {}
+}
+
+/// Control-loop tokens of elements: above every port token.
+enum ElementToken {
+    static let base: UInt64 = 1 << 48
+    static func make(_ element: Int) -> UInt64 { base | UInt64(element) }
+    static func element(_ token: UInt64) -> Int? { token >= base ? Int(token & 0xFFFF_FFFF) : nil }
 }
 
 /// `[p2p NAME]`: two ports joined with nothing in between. Vhost-user to vhost-user

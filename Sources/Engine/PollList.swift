@@ -12,6 +12,7 @@ enum PollEntry {
     case p2p(UnsafeMutablePointer<P2PDirection>)
     case forward(UnsafeMutablePointer<PortForwarder>)
     case switchQueue(UnsafeMutablePointer<SwitchPortQueue>)
+    case router(UnsafeMutablePointer<RouterQueue>)
 
     /// Allocate a slot for `source` (control thread).
     static func make<S: PollSource>(_ source: S, _ wrap: (UnsafeMutablePointer<S>) -> PollEntry) -> PollEntry {
@@ -33,6 +34,7 @@ extension PollEntry {
         case .p2p(let s): return Self.run(s, op, ctx)
         case .forward(let s): return Self.run(s, op, ctx)
         case .switchQueue(let s): return Self.run(s, op, ctx)
+        case .router(let s): return Self.run(s, op, ctx)
         }
     }
 

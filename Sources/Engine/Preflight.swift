@@ -49,6 +49,7 @@ public enum Preflight {
         let limit = BufferLayout.dataRoom - 18
         var through: [String: String] = [:]
         for sw in config.switches { for name in sw.ports { through[name] = "switch \(sw.name)" } }
+        for n in config.networks { for name in n.ports { through[name] = "network \(n.name)" } }
         for link in config.p2p {
             let ports = [link.a, link.b].compactMap { n in config.ports.first { $0.name == n } }
             if ports.contains(where: { $0.type != .vhostUser }) {

@@ -34,11 +34,22 @@ public struct PortCounters: BitwiseCopyable, @unchecked Sendable {
     public var dropMTU: StatsCounter
     /// The packet mempool was empty, or a ring into another worker was full.
     public var dropNoBuffer: StatsCounter
+    /// Router: a source MAC or address the port does not own.
+    public var dropSpoofedSrc: StatsCounter
+    /// Router: no route to the destination (or not for the router, or its MAC not known yet).
+    public var dropNoRoute: StatsCounter
+    /// Router: TTL / hop limit ran out.
+    public var dropTTL: StatsCounter
+    /// Router: addressed to another network.
+    public var dropOtherNetwork: StatsCounter
+    /// Router: a header that does not add up (lengths, version, checksum).
+    public var dropMalformed: StatsCounter
 
     public static let names = ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
                                "drop.bad_desc", "drop.no_rx_buffer", "drop.link_down", "drop.bad_length",
                                "flood_packets", "drop.vlan", "drop.mac_lock", "drop.max_macs",
-                               "drop.flood_limit", "drop.monitor_tx", "drop.mtu", "drop.no_buffer"]
+                               "drop.flood_limit", "drop.monitor_tx", "drop.mtu", "drop.no_buffer",
+                               "drop.spoofed_src", "drop.no_route", "drop.ttl", "drop.other_network", "drop.malformed"]
 
     /// Build from counters in `names` order (a shorter list leaves the rest discarded).
     public init(_ c: [StatsCounter]) {
@@ -47,6 +58,7 @@ public struct PortCounters: BitwiseCopyable, @unchecked Sendable {
         dropBadDesc = at(4); dropNoRxBuffer = at(5); dropLinkDown = at(6); dropBadLength = at(7)
         floodPackets = at(8); dropVLAN = at(9); dropMacLock = at(10); dropMaxMACs = at(11)
         dropFloodLimit = at(12); dropMonitorTx = at(13); dropMTU = at(14); dropNoBuffer = at(15)
+        dropSpoofedSrc = at(16); dropNoRoute = at(17); dropTTL = at(18); dropOtherNetwork = at(19); dropMalformed = at(20)
     }
 
     public static var discard: PortCounters { PortCounters([]) }

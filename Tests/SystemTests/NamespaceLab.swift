@@ -155,7 +155,8 @@ final class NamespaceLab: @unchecked Sendable {
     /// namespace, whose kernel then sends IPv6 frames (MLD, DAD) from the tap's random
     /// MAC into the switch before the test can move it. So unless `sluiceCreatesTaps`,
     /// the taps are made here first with IPv6 off, and sluice attaches to them.
-    func start(_ body: String, taps: [String], cores: String = "1", sluiceCreatesTaps: Bool = false) throws {
+    func start(_ body: String, taps: [String], cores: String = "1", sluiceCreatesTaps: Bool = false,
+               readyCounter: String = "switch.br0.macs", dataplane: String = "") throws {
         if !sluiceCreatesTaps {
             for tap in taps {
                 try sh("ip tuntap add dev \(tap) mode tap")
@@ -169,6 +170,7 @@ final class NamespaceLab: @unchecked Sendable {
             instance = \(instance)
             socket-dir = \(dir)/sockets
             hugepages = off
+            \(dataplane)
 
             \(body)
             """.write(toFile: config, atomically: true, encoding: .utf8)
@@ -188,7 +190,7 @@ final class NamespaceLab: @unchecked Sendable {
         let ready = eventually(timeout: 15) {
             guard p.isRunning else { return true }
             if reader == nil { reader = try? StatsReader(path: statsPath) }
-            guard let snap = try? reader?.snapshot(), snap.isLive, snap.value("switch.br0.macs") != nil else { return false }
+            guard let snap = try? reader?.snapshot(), snap.isLive, snap.value(readyCounter) != nil else { return false }
             return taps.allSatisfy { FileManager.default.fileExists(atPath: "/sys/class/net/\($0)") }
         }
         guard p.isRunning else {

@@ -1,0 +1,367 @@
+import CSluice
+import Memory
+import Platform
+import Ports
+import Stats
+import Virtio
+
+/// One queue of one port of a routed network, polled by the worker that owns it:
+/// hands on frames queued for the port (by other workers or the control thread),
+/// receives a burst, and for each frame checks who sent it (the port's MAC and one of
+/// its addresses), answers ARP and echo requests for the gateway in place, hands DHCP
+/// and neighbour discovery to the control thread, and routes the rest: longest-prefix
+/// match, TTL/hop limit, MACs rewritten. Every frame ends sent or with a drop reason.
+@frozen
+public struct RouterQueue: PollSource, @unchecked Sendable {
+    public let shared: UnsafeMutablePointer<RouterShared>
+    public let view: UnsafeMutablePointer<RouterWorkerView>
+    /// The network's index of this port.
+    public let port: Int
+    public let rx: PortRx
+    public let tx: PortTx
+    /// Frames queued for this port by other workers and the control thread (queue 0 only).
+    public let inbound: IndexRing?
+
+    public static let gateway4: UInt32 = 0xA9FE_0001            // 169.254.0.1
+    public static let gateway6High: UInt64 = 0xFE80_0000_0000_0000  // fe80::1
+
+    public init(shared: UnsafeMutablePointer<RouterShared>, view: UnsafeMutablePointer<RouterWorkerView>, port: Int,
+                rx: PortRx, tx: PortTx, inbound: IndexRing?) {
+        self.shared = shared; self.view = view; self.port = port; self.rx = rx; self.tx = tx; self.inbound = inbound
+    }
+
+    public func release() {}
+    public func setNotifications(_ on: Bool) { rx.setNotifications(on) }
+    public func hasPendingWork() -> Bool {
+        if let r = inbound, r.count > 0 { return true }
+        return rx.hasPendingWork()
+    }
+    public func drainWakeups() { rx.drainWakeups(); tx.drainWakeups() }
+    public func settle() { rx.settle(); tx.settle() }
+
+    @inlinable
+    public func poll(_ ctx: WorkerContext) -> Int {
+        var work = 0
+        let counters = view.pointee.portCounters[port]
+        if let ring = inbound {
+            var handed = PacketBatch()
+            let n = handed.withIndices { ring.dequeueBurst($0, PacketBatch.capacity) }
+            if n > 0 {
+                handed.count = n
+                _ = tx.transmit(&handed, ctx, counters)
+                work &+= n
+            }
+        }
+        var batch = PacketBatch()
+        let taken = rx.receive(into: &batch, limit: PacketBatch.capacity, ctx, counters)
+        if taken == 0 {
+            if work == 0 { rx.settle(); tx.settle() }
+            return work
+        }
+        var dirty = SwitchPortQueue.Dirty()
+        var punted = false
+        for i in 0..<batch.count { route(batch[i], ctx, counters, &dirty, &punted) }
+        for k in 0..<dirty.count { flush(Int(dirty.ports[k]), ctx) }
+        if punted { EventFD.signal(shared.pointee.puntFD) }
+        return work &+ taken
+    }
+
+    @inlinable @inline(__always)
+    func drop(_ p: Packet, _ counter: StatsCounter, _ ctx: WorkerContext) {
+        counter.increment()
+        ctx.cache.free(p)
+    }
+
+    /// Check one frame's sender, then answer, punt or route it.
+    @inlinable
+    func route(_ p: Packet, _ ctx: WorkerContext, _ c: PortCounters, _ dirty: inout SwitchPortQueue.Dirty, _ punted: inout Bool) {
+        let pool = ctx.pool
+        let f = pool.frame(p)
+        let len = pool.length(p)
+        if len < 14 { return drop(p, c.dropMalformed, ctx) }
+        let sw = shared
+        // The sender: one unicast MAC per port, bound by config or by its first frame.
+        let src = MACKey.load(f + 6)
+        if src & 1 != 0 || src == 0 { return drop(p, c.dropSpoofedSrc, ctx) }
+        var bound = sw.pointee.boundMAC(port)
+        if bound == 0 { bound = sw.pointee.bind(port, src) }
+        if bound != src { return drop(p, c.dropSpoofedSrc, ctx) }
+        let dst = MACKey.load(f)
+        let toRouter = dst == sw.pointee.routerMAC
+        let group = dst & 1 != 0
+        if !toRouter && !group { return drop(p, c.dropNoRoute, ctx) }   // no L2 segment: only the router listens
+        let type = UInt16(bigEndian: f.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+        switch type {
+        case 0x0800: routeIPv4(p, f, len, toRouter, ctx, c, &dirty, &punted)
+        case 0x86DD: routeIPv6(p, f, len, toRouter, ctx, c, &dirty, &punted)
+        case 0x0806: answerARP(p, f, len, ctx, c, &dirty)
+        case 0x8100: drop(p, c.dropVLAN, ctx)
+        default: drop(p, c.dropNoRoute, ctx)
+        }
+    }
+
+    // MARK: IPv4
+
+    @inlinable
+    func routeIPv4(_ p: Packet, _ f: UnsafeMutableRawPointer, _ len: Int, _ toRouter: Bool, _ ctx: WorkerContext,
+                   _ c: PortCounters, _ dirty: inout SwitchPortQueue.Dirty, _ punted: inout Bool) {
+        if len < 34 { return drop(p, c.dropMalformed, ctx) }
+        let vihl = f.load(fromByteOffset: 14, as: UInt8.self)
+        let ihl = Int(vihl & 0x0F) &* 4
+        let total = Int(UInt16(bigEndian: f.loadUnaligned(fromByteOffset: 16, as: UInt16.self)))
+        if vihl >> 4 != 4 || ihl < 20 || total < ihl || 14 &+ total > len || 14 &+ ihl > len {
+            return drop(p, c.dropMalformed, ctx)
+        }
+        if onesComplementSum(f + 14, ihl) != 0xFFFF { return drop(p, c.dropMalformed, ctx) }
+        let srcIP = UInt32(bigEndian: f.loadUnaligned(fromByteOffset: 26, as: UInt32.self))
+        let dstIP = UInt32(bigEndian: f.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
+        let proto = f.load(fromByteOffset: 23, as: UInt8.self)
+        if dstIP == Self.gateway4 || dstIP == 0xFFFF_FFFF {
+            let l4 = 14 &+ ihl
+            // DHCP (to the server port) goes to the control thread, before any address is owned.
+            if proto == 17 && l4 &+ 8 <= 14 &+ total
+                && UInt16(bigEndian: f.loadUnaligned(fromByteOffset: l4 &+ 2, as: UInt16.self)) == 67 {
+                return punt(p, ctx, c, &punted)
+            }
+            if dstIP == Self.gateway4 && proto == 1 && sw4owns(srcIP) {
+                return echo4(p, f, len, ihl, total, ctx, c, &dirty)
+            }
+            return drop(p, c.dropNoRoute, ctx)
+        }
+        if !toRouter { return drop(p, c.dropNoRoute, ctx) }
+        let table = shared.pointee.routes4
+        if table.lookup(srcIP) != port { return drop(p, c.dropSpoofedSrc, ctx) }
+        let j = table.lookup(dstIP)
+        if j < 0 {
+            icmp4Error(f, ihl: ihl, total: total, .noRoute, ctx, &dirty)
+            return drop(p, c.dropNoRoute, ctx)
+        }
+        let ttl = f.load(fromByteOffset: 22, as: UInt8.self)
+        if ttl <= 1 {
+            icmp4Error(f, ihl: ihl, total: total, .timeExceeded, ctx, &dirty)
+            return drop(p, c.dropTTL, ctx)
+        }
+        let mac = shared.pointee.boundMAC(j)
+        if mac == 0 { return drop(p, c.dropNoRoute, ctx) }
+        let limit = shared.pointee.ports[j].maxFrame
+        if len > limit {
+            // Too big and not to be fragmented (DF): say how big may pass. Without DF: dropped too
+            // (the router does not fragment), counted.
+            if f.load(fromByteOffset: 20, as: UInt8.self) & 0x40 != 0 {
+                icmp4Error(f, ihl: ihl, total: total, .tooBig(mtu: limit &- 14), ctx, &dirty)
+            }
+            return drop(p, view.pointee.portCounters[j].dropMTU, ctx)
+        }
+        // TTL - 1 with the header checksum updated incrementally (RFC 1624: HC' = ~(~HC + ~m + m')).
+        let oldWord = UInt16(bigEndian: f.loadUnaligned(fromByteOffset: 22, as: UInt16.self))
+        let newWord = oldWord &- 0x0100
+        f.storeBytes(of: ttl &- 1, toByteOffset: 22, as: UInt8.self)
+        let hc = UInt16(bigEndian: f.loadUnaligned(fromByteOffset: 24, as: UInt16.self))
+        var sum = UInt32(~hc) &+ UInt32(~oldWord) &+ UInt32(newWord)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        f.storeBytes(of: (~UInt16(truncatingIfNeeded: sum)).bigEndian, toByteOffset: 24, as: UInt16.self)
+        MACKey.store(mac, f)
+        MACKey.store(shared.pointee.routerMAC, f + 6)
+        view.pointee.counters.routed.increment()
+        stage(p, to: j, ctx, &dirty)
+    }
+
+    /// The source address belongs to this port (its /32 or a prefix routed to it).
+    @inlinable @inline(__always)
+    func sw4owns(_ ip: UInt32) -> Bool { shared.pointee.routes4.lookup(ip) == port }
+
+    /// ICMP echo request to the gateway → echo reply, in place.
+    @inlinable
+    func echo4(_ p: Packet, _ f: UnsafeMutableRawPointer, _ len: Int, _ ihl: Int, _ total: Int, _ ctx: WorkerContext,
+               _ c: PortCounters, _ dirty: inout SwitchPortQueue.Dirty) {
+        let l4 = 14 &+ ihl
+        if l4 &+ 8 > 14 &+ total || f.load(fromByteOffset: l4, as: UInt8.self) != 8 { return drop(p, c.dropNoRoute, ctx) }
+        // Type 8 → 0: the checksum follows the type/code word (RFC 1624).
+        let old = UInt16(bigEndian: f.loadUnaligned(fromByteOffset: l4, as: UInt16.self))
+        f.storeBytes(of: 0 as UInt8, toByteOffset: l4, as: UInt8.self)
+        let hc = UInt16(bigEndian: f.loadUnaligned(fromByteOffset: l4 &+ 2, as: UInt16.self))
+        var sum = UInt32(~hc) &+ UInt32(~old) &+ UInt32(old & 0x00FF)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        f.storeBytes(of: (~UInt16(truncatingIfNeeded: sum)).bigEndian, toByteOffset: l4 &+ 2, as: UInt16.self)
+        let src = f.loadUnaligned(fromByteOffset: 26, as: UInt32.self)
+        f.storeBytes(of: f.loadUnaligned(fromByteOffset: 30, as: UInt32.self), toByteOffset: 26, as: UInt32.self)
+        f.storeBytes(of: src, toByteOffset: 30, as: UInt32.self)
+        f.storeBytes(of: 64 as UInt8, toByteOffset: 22, as: UInt8.self)
+        f.storeBytes(of: 0 as UInt16, toByteOffset: 24, as: UInt16.self)
+        f.storeBytes(of: (~onesComplementSum(f + 14, ihl)).bigEndian, toByteOffset: 24, as: UInt16.self)
+        reflect(p, f, ctx, &dirty)
+        view.pointee.counters.echoReplies.increment()
+    }
+
+    /// ARP request for the gateway → reply from the router MAC, in place. The router
+    /// learns nothing from ARP (no one can claim an address with it).
+    @inlinable
+    func answerARP(_ p: Packet, _ f: UnsafeMutableRawPointer, _ len: Int, _ ctx: WorkerContext, _ c: PortCounters,
+                   _ dirty: inout SwitchPortQueue.Dirty) {
+        if len < 42 { return drop(p, c.dropMalformed, ctx) }
+        let head = UInt64(bigEndian: f.loadUnaligned(fromByteOffset: 14, as: UInt64.self))
+        // htype 1, ptype 0x0800, hlen 6, plen 4, oper 1 (request)
+        guard head == 0x0001_0800_0604_0001 else { return drop(p, c.dropNoRoute, ctx) }
+        let tpa = UInt32(bigEndian: f.loadUnaligned(fromByteOffset: 38, as: UInt32.self))
+        if tpa != Self.gateway4 { return drop(p, c.dropNoRoute, ctx) }
+        let sha = MACKey.load(f + 22)
+        let spa = f.loadUnaligned(fromByteOffset: 28, as: UInt32.self)
+        f.storeBytes(of: UInt16(2).bigEndian, toByteOffset: 20, as: UInt16.self)
+        MACKey.store(sha, f + 32)
+        f.storeBytes(of: spa, toByteOffset: 38, as: UInt32.self)
+        MACKey.store(shared.pointee.routerMAC, f + 22)
+        f.storeBytes(of: Self.gateway4.bigEndian, toByteOffset: 28, as: UInt32.self)
+        ctx.pool.setReceived(p, length: 42)
+        reflect(p, f, ctx, &dirty)
+        view.pointee.counters.arpReplies.increment()
+    }
+
+    /// Send an answer back where the request came from: Ethernet source becomes the
+    /// destination, the router MAC the source.
+    @inlinable
+    func reflect(_ p: Packet, _ f: UnsafeMutableRawPointer, _ ctx: WorkerContext, _ dirty: inout SwitchPortQueue.Dirty) {
+        MACKey.store(MACKey.load(f + 6), f)
+        MACKey.store(shared.pointee.routerMAC, f + 6)
+        stage(p, to: port, ctx, &dirty)
+    }
+
+    // MARK: IPv6
+
+    @inlinable
+    func routeIPv6(_ p: Packet, _ f: UnsafeMutableRawPointer, _ len: Int, _ toRouter: Bool, _ ctx: WorkerContext,
+                   _ c: PortCounters, _ dirty: inout SwitchPortQueue.Dirty, _ punted: inout Bool) {
+        if len < 54 { return drop(p, c.dropMalformed, ctx) }
+        let payload = Int(UInt16(bigEndian: f.loadUnaligned(fromByteOffset: 18, as: UInt16.self)))
+        if f.load(fromByteOffset: 14, as: UInt8.self) >> 4 != 6 || 54 &+ payload > len { return drop(p, c.dropMalformed, ctx) }
+        let next = f.load(fromByteOffset: 20, as: UInt8.self)
+        let srcHigh = UInt64(bigEndian: f.loadUnaligned(fromByteOffset: 22, as: UInt64.self))
+        let srcLow = UInt64(bigEndian: f.loadUnaligned(fromByteOffset: 30, as: UInt64.self))
+        let dstHigh = UInt64(bigEndian: f.loadUnaligned(fromByteOffset: 38, as: UInt64.self))
+        let dstLow = UInt64(bigEndian: f.loadUnaligned(fromByteOffset: 46, as: UInt64.self))
+        let sw = shared
+        let toGateway = (dstHigh == Self.gateway6High && dstLow == 1)
+            || (dstHigh == sw.pointee.global6High && dstLow == sw.pointee.global6Low && dstHigh != 0)
+        if dstHigh >> 56 == 0xFF || toGateway {
+            // Multicast (ff00::/8) or the router itself: neighbour discovery and DHCPv6 go to
+            // the control thread; echo requests to the router are answered here.
+            if next == 58 && payload >= 4 {
+                let type = f.load(fromByteOffset: 54, as: UInt8.self)
+                if type == 133 || type == 135 || type == 136 { return punt(p, ctx, c, &punted) }
+                if type == 128 && toGateway && (srcHigh >> 54 == 0x3FA || sw.pointee.routes6.lookup(srcHigh, srcLow) == port) {
+                    return echo6(p, f, ctx, &dirty)
+                }
+            } else if next == 17 && payload >= 8
+                && UInt16(bigEndian: f.loadUnaligned(fromByteOffset: 56, as: UInt16.self)) == 547 {
+                return punt(p, ctx, c, &punted)
+            }
+            return drop(p, c.dropNoRoute, ctx)
+        }
+        if !toRouter { return drop(p, c.dropNoRoute, ctx) }
+        let table = sw.pointee.routes6
+        if table.lookup(srcHigh, srcLow) != port { return drop(p, c.dropSpoofedSrc, ctx) }
+        let j = table.lookup(dstHigh, dstLow)
+        if j < 0 {
+            icmp6Error(f, payload: payload, .noRoute, ctx, &dirty)
+            return drop(p, c.dropNoRoute, ctx)
+        }
+        let hop = f.load(fromByteOffset: 21, as: UInt8.self)
+        if hop <= 1 {
+            icmp6Error(f, payload: payload, .timeExceeded, ctx, &dirty)
+            return drop(p, c.dropTTL, ctx)
+        }
+        let mac = sw.pointee.boundMAC(j)
+        if mac == 0 { return drop(p, c.dropNoRoute, ctx) }
+        let limit = sw.pointee.ports[j].maxFrame
+        if len > limit {
+            icmp6Error(f, payload: payload, .tooBig(mtu: limit &- 14), ctx, &dirty)
+            return drop(p, view.pointee.portCounters[j].dropMTU, ctx)
+        }
+        f.storeBytes(of: hop &- 1, toByteOffset: 21, as: UInt8.self)
+        MACKey.store(mac, f)
+        MACKey.store(sw.pointee.routerMAC, f + 6)
+        view.pointee.counters.routed.increment()
+        stage(p, to: j, ctx, &dirty)
+    }
+
+    /// ICMPv6 echo request to the router → echo reply, in place (the pseudo-header sum
+    /// does not change when the addresses swap; the type word changes by 0x0100).
+    @inlinable
+    func echo6(_ p: Packet, _ f: UnsafeMutableRawPointer, _ ctx: WorkerContext, _ dirty: inout SwitchPortQueue.Dirty) {
+        let old = UInt16(bigEndian: f.loadUnaligned(fromByteOffset: 54, as: UInt16.self))
+        f.storeBytes(of: 129 as UInt8, toByteOffset: 54, as: UInt8.self)
+        let hc = UInt16(bigEndian: f.loadUnaligned(fromByteOffset: 56, as: UInt16.self))
+        var sum = UInt32(~hc) &+ UInt32(~old) &+ UInt32(0x8100 | (old & 0x00FF))
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        f.storeBytes(of: (~UInt16(truncatingIfNeeded: sum)).bigEndian, toByteOffset: 56, as: UInt16.self)
+        for k in stride(from: 0, to: 16, by: 8) {
+            let s = f.loadUnaligned(fromByteOffset: 22 &+ k, as: UInt64.self)
+            f.storeBytes(of: f.loadUnaligned(fromByteOffset: 38 &+ k, as: UInt64.self), toByteOffset: 22 &+ k, as: UInt64.self)
+            f.storeBytes(of: s, toByteOffset: 38 &+ k, as: UInt64.self)
+        }
+        f.storeBytes(of: 64 as UInt8, toByteOffset: 21, as: UInt8.self)
+        reflect(p, f, ctx, &dirty)
+        view.pointee.counters.echoReplies.increment()
+    }
+
+    // MARK: Hand-offs
+
+    /// To the control thread (the packet remembers its port).
+    @inlinable
+    func punt(_ p: Packet, _ ctx: WorkerContext, _ c: PortCounters, _ punted: inout Bool) {
+        ctx.pool.buffer(p).storeBytes(of: UInt16(port), toByteOffset: BufferLayout.portOffset, as: UInt16.self)
+        if shared.pointee.punt.enqueue(p.index) {
+            view.pointee.counters.punted.increment()
+            punted = true
+        } else {
+            drop(p, c.dropNoBuffer, ctx)
+        }
+    }
+
+    @inlinable
+    func stage(_ p: Packet, to d: Int, _ ctx: WorkerContext, _ dirty: inout SwitchPortQueue.Dirty) {
+        let b = view.pointee.staged + d
+        if b.pointee.count == 0 {
+            if dirty.count < 64 { dirty.ports[dirty.count] = UInt16(d); dirty.count &+= 1 }
+        } else if b.pointee.isFull {
+            flush(d, ctx)
+        }
+        b.pointee.append(p)
+    }
+
+    @inlinable
+    func flush(_ d: Int, _ ctx: WorkerContext) {
+        let b = view.pointee.staged + d
+        let n = b.pointee.count
+        if n == 0 { return }
+        let c = view.pointee.portCounters[d]
+        switch view.pointee.routes[d] {
+        case .local(let out, let fallback, let fd):
+            if let ring = fallback, case .vhost(let v) = out, !v.queue.isLive {
+                handOver(b, ring, fd, ctx, c)
+            } else {
+                _ = out.transmit(&b.pointee, ctx, c)
+            }
+        case .remote(let ring, let fd):
+            handOver(b, ring, fd, ctx, c)
+        case .down:
+            b.pointee.withIndices { ctx.cache.free($0, n) }
+            c.dropLinkDown.add(UInt64(n))
+            b.pointee.removeAll()
+        }
+    }
+
+    @inlinable
+    func handOver(_ b: UnsafeMutablePointer<PacketBatch>, _ ring: IndexRing, _ fd: Int32, _ ctx: WorkerContext, _ c: PortCounters) {
+        let n = b.pointee.count
+        let sent = b.pointee.withIndices { ring.enqueueBurst($0, n) }
+        if sent < n {
+            b.pointee.withIndices { ctx.cache.free($0 + sent, n &- sent) }
+            c.dropNoBuffer.add(UInt64(n &- sent))
+        }
+        if sent > 0 && ctx.eventMode { EventFD.signal(fd) }
+        b.pointee.removeAll()
+    }
+}
