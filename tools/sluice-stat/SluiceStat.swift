@@ -72,7 +72,7 @@ struct SluiceStat: ParsableCommand {
     var leases: String?
 
     func validate() throws {
-        if leases != nil, prometheus || filter != nil || workers || queues || fdb != nil || serve != nil || watch != nil {
+        if leases != nil, prometheus || filter != nil || workers || queues || fdb != nil || serve != nil || watch != nil || path != nil {
             throw ValidationError("--leases can only be combined with --instance and --json")
         }
         if json && prometheus {
