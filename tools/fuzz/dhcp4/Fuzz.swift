@@ -8,7 +8,8 @@
 //   bit  3    Ethernet source is another MAC than the one in chaddr
 //   bits 4-5  the port: unbound, bound to chaddr's MAC, bound to another MAC, static 10.0.0.5
 //   bits 6-7  the clock moves 0, 60, 3600 or 100000 seconds before the message
-// except 0xFF: the bytes are a whole Ethernet frame (parsed with ParsedFrame).
+// except 0xFF: the bytes are a whole Ethernet frame (parsed with ParsedFrame), and
+// 0xFE as the first control byte: the rest of the input is a lease file to load.
 // The bytes are otherwise a DHCP payload, wrapped in Ethernet/IPv4/UDP with valid checksums.
 //
 // Invariants (abort = a finding): never trap; a reply parses with ParsedFrame, comes
@@ -17,6 +18,8 @@
 // requester's chaddr and xid, offers only addresses of the pool (the port's static one
 // for a static port), with options 1, 3 and 54 as configured; events name the port and
 // pool addresses; no address is bound to two MACs at once; every reply is counted.
+// A lease file loads or is refused with a line inside it; loaded leases hold only
+// addresses of the network, and allocation from them stays in the pool.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -82,9 +85,43 @@ private func check(_ reply: ServiceReply, request: ParsedFrame, port: ServicePor
     if type != [6] && (o[1] != [255, 255, 255, 255] || o[3] != IPv4Address.gateway.octets) { fail("mask or router wrong") }
 }
 
+private let leaseFilePath = "/tmp/sluice-fuzz-dhcp4-leases-\(getpid())"
+
+private func fuzzLeaseFile(_ bytes: [UInt8]) {
+    guard let f = fopen(leaseFilePath, "wb") else { fail("cannot write \(leaseFilePath)") }
+    defer { unlink(leaseFilePath) }
+    _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+    fclose(f)
+    let lines = bytes.reduce(1) { $0 + ($1 == 0x0A ? 1 : 0) }
+    do {
+        let store = try LeaseStore(network: network, path: leaseFilePath)
+        var seen = Set<MACAddress>()
+        for l in store.all {
+            if !seen.insert(l.mac).inserted { fail("\(l.mac) loaded twice") }
+            if let a = l.ipv4, !network.ipv4Subnet!.contains(a) { fail("loaded \(a) outside the subnet") }
+            if l.ipv6 != nil { fail("an IPv6 address loaded into a network without a prefix") }
+        }
+        let now: UInt64 = 1_700_000_000
+        _ = store.expire(now: now)
+        for (n, l) in store.all.prefix(4).enumerated() {
+            if let a = store.allocate4(mac: l.mac, port: "p\(n)", requested: nil, staticAddress: nil, now: now), !store.inPool4(a) {
+                fail("allocated \(a) outside the pool from a loaded file")
+            }
+        }
+    } catch let e as LeaseFileError {
+        if e.line < 0 || e.line > lines { fail("error at line \(e.line) of a \(lines)-line file: \(e)") }
+    } catch {
+        fail("an error that is not a LeaseFileError: \(error)")
+    }
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let input = Array(UnsafeBufferPointer(start: data, count: size))
+    if input.first == 0xFE {
+        fuzzLeaseFile(Array(input.dropFirst()))
+        return 0
+    }
     guard let leases = try? LeaseStore(network: network, path: nil) else { fail("in-memory store failed") }
     leases.reserveStatics([ServicePort(name: "vm-static", staticIPv4: fixed)])
     let server = DHCPv4Server(network: network, leases: leases)

@@ -54,5 +54,16 @@ struct DHCPv4Seeds {
         let frame = Frames.udp4(srcMAC: mac, dstMAC: Frames.broadcastMAC, src: IPv4Address(0), dst: IPv4Address(0xFFFF_FFFF),
                                 srcPort: 68, dstPort: 67, payload: discover)
         write("raw-frame", message(0xFF, frame), to: dir)
+        let file = """
+            # sluice leases
+            version 1
+            network fuzz
+            lease mac=52:54:00:12:34:56 port=vm1 v4=10.0.0.9 state4=bound until4=1700003600
+            lease mac=52:54:00:12:34:57 port=vm%202 v4=10.0.0.10 state4=released until4=1700000000 duid=000300015254001234 iaid=1
+            quarantine4 10.0.0.11 until=1700000100
+            end 3
+
+            """
+        write("lease-file", [0xFE] + Array(file.utf8), to: dir)
     }
 }
