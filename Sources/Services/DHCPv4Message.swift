@@ -129,13 +129,13 @@ public struct DHCPv4Message: Sendable, Equatable {
         return .noEndOption
     }
 
-    /// The reply's bytes: op BOOTREPLY, the fields as set, the magic cookie, `options`
+    /// The reply's bytes: op BOOTREPLY, hops and secs 0, the other fields as set, the magic cookie, `options`
     /// in the given order (each split into 255-byte pieces when longer, RFC 3396), the
     /// end option, padded to the 300 bytes BOOTP clients expect (RFC 1542).
     public func encodeReply(options ordered: [(UInt8, [UInt8])]) -> [UInt8] {
         var b: [UInt8] = [2, htype, hlen, 0]
         Frames.put32(xid, into: &b)
-        Frames.put16(secs, into: &b)
+        Frames.put16(0, into: &b)  // secs: 0 in replies (RFC 2131 table 3)
         Frames.put16(flags, into: &b)
         for a in [ciaddr, yiaddr, siaddr, giaddr] { Frames.put32(a.value, into: &b) }
         b += chaddr.prefix(16) + [UInt8](repeating: 0, count: max(0, 16 - chaddr.count))

@@ -21,6 +21,7 @@ final class DHCPv4ServerTests: XCTestCase {
         let s = try server()
         var c = DHCPv4Client(mac: vmMAC)
         c.broadcast = true
+        c.secs = 7  // replies carry 0
         let offer = s.handle(c.message(1), port: port, now: now)
         XCTAssertEqual(offer.counters, ["dhcp4.discover", "dhcp4.offer"])
         XCTAssertEqual(offer.events, [])

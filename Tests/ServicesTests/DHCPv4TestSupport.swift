@@ -6,6 +6,7 @@ import Config
 struct DHCPv4Client {
     var mac: MACAddress
     var xid: UInt32 = 0x1234_5678
+    var secs: UInt16 = 0
     var broadcast = false
     var ciaddr = IPv4Address(0)
     var srcIP = IPv4Address(0)
@@ -18,7 +19,7 @@ struct DHCPv4Client {
                  cookie: [UInt8] = DHCPv4Message.magicCookie) -> [UInt8] {
         var b: [UInt8] = [op, 1, hlen, 0]
         Frames.put32(xid, into: &b)
-        Frames.put16(0, into: &b)
+        Frames.put16(secs, into: &b)
         Frames.put16(broadcast ? 0x8000 : 0, into: &b)
         Frames.put32(ciaddr.value, into: &b)
         b += [UInt8](repeating: 0, count: 12)
