@@ -40,7 +40,7 @@ SANITIZE=-sanitize=fuzzer,address
 #            with libnuma and libhugetlbfs)
 #   MAX_LEN  libFuzzer -max_len
 
-TARGETS=(vhost-message desc-chain switch-classify segment config)
+TARGETS=(vhost-message desc-chain switch-classify segment config dhcp4)
 
 target_vhost_message() {
     # Platform: the message codec closes fds it refuses through Platform's owned fds.
@@ -97,6 +97,17 @@ target_segment() {
     SEEDS=
     CSHIM=yes
     MAX_LEN=65608 # 8 control bytes + a 64 KiB IP packet behind Ethernet and two tags
+}
+
+# The DHCPv4 server and its lease store on sequences of client messages (see
+# dhcp4/Fuzz.swift for the input layout and the invariants); seeds written by
+# dhcp4/Seeds.swift (`--seeds dhcp4`), committed in tools/fuzz/corpus/dhcp4.
+target_dhcp4() {
+    MODULES=("Platform=Sources/Platform/*.swift" "Config=Sources/Config/*.swift" "Services=Sources/Services/*.swift")
+    ENTRY=tools/fuzz/dhcp4/Fuzz.swift
+    SEEDS=tools/fuzz/dhcp4/Seeds.swift
+    CSHIM=yes
+    MAX_LEN=8192 # up to 16 messages of a few hundred bytes
 }
 
 # ---------------------------------------------------------------------------

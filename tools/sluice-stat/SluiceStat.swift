@@ -6,6 +6,7 @@
 //   sluice-stat --workers | --queues [--watch SECONDS [--count N]]
 //   sluice-stat --serve [HOST:]PORT                          Prometheus endpoint GET /metrics
 //   sluice-stat [--instance NAME] --fdb SWITCH [--json]      a switch's MAC table
+//   sluice-stat [--instance NAME] --leases NETWORK [--json]  a network's DHCP leases
 //
 // Exit status: 0 live, 1 error (no segment, nothing to show), 2 the segment's
 // daemon is gone (its last values are still shown), 64 bad arguments.
@@ -66,7 +67,14 @@ struct SluiceStat: ParsableCommand {
         "Print the MAC table of switch SWITCH (MAC, VLAN, port, age) instead of counters.", valueName: "SWITCH"))
     var fdb: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Print the leases of network NETWORK (MAC, IPv4, IPv6, port, seconds left) instead of counters.", valueName: "NETWORK"))
+    var leases: String?
+
     func validate() throws {
+        if leases != nil, prometheus || filter != nil || workers || queues || fdb != nil || serve != nil || watch != nil || path != nil {
+            throw ValidationError("--leases can only be combined with --instance and --json")
+        }
         if json && prometheus {
             throw ValidationError("--json and --prometheus cannot be combined")
         }
@@ -97,6 +105,10 @@ struct SluiceStat: ParsableCommand {
     }
 
     func run() throws {
+        if let leases {
+            try showLeases(leases)
+            return
+        }
         if let fdb {
             try showFdb(fdb)
             return
@@ -210,6 +222,18 @@ struct SluiceStat: ParsableCommand {
         }
         out += "\(table.entries.count) address(es); aging \(table.aging == 0 ? "off" : "\(table.aging) s")\n"
         Output.standardOutput(out)
+    }
+
+    /// `--leases NETWORK`: the network's leases, read from its shared-memory table.
+    func showLeases(_ name: String) throws {
+        let file = LeaseSegment.path(instance: instance, network: name)
+        let table: LeaseReader.Table
+        do throws(StatsError) { table = try LeaseReader.read(path: file) } catch {
+            Output.standardError("sluice-stat: network '\(name)' of instance '\(instance)': \(error.message)\n")
+            throw ExitCode.failure
+        }
+        Output.standardOutput(LeaseTableText.render(table, network: name, json: json,
+                                                    now: Int64(Clock.realtimeNanos() / 1_000_000_000)))
     }
 
     func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
