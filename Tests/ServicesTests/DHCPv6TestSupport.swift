@@ -1,4 +1,6 @@
 import Config
+import Foundation
+import XCTest
 @testable import Services
 
 /// An in-memory `Lease6Allocator` for the DHCPv6 and NDP tests: a static address when
@@ -74,5 +76,70 @@ enum V6Fixture {
                       dst: IPv6Address = DHCPv6.allServers, srcPort: UInt16 = 546, dstPort: UInt16 = 547) -> ParsedFrame {
         ParsedFrame(Frames.udp6(srcMAC: srcMAC, dstMAC: Frames.multicastMAC(dst), src: src, dst: dst,
                                 srcPort: srcPort, dstPort: dstPort, payload: payload))!
+    }
+}
+
+/// Conformance against scapy (tools/scapy/<script>.py): the script builds requests into a
+/// directory, `answer` replies to each in name order, the script checks the replies.
+enum V6Scapy {
+    static var repositoryRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    /// A Python 3 that can import scapy: Debian's first (python3-scapy installs there),
+    /// then the one on PATH. Throws XCTSkip with one line when there is none.
+    static func python() throws -> String {
+        for candidate in ["/usr/bin/python3", "/usr/local/bin/python3", "python3"] {
+            if (try? run(candidate, ["-c", "import scapy.layers.dhcp6, scapy.layers.inet6"]))?.status == 0 { return candidate }
+        }
+        throw XCTSkip("scapy conformance skipped: no python3 with scapy (apt-get install python3-scapy)")
+    }
+
+    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        if executable.hasPrefix("/") {
+            p.executableURL = URL(fileURLWithPath: executable)
+            p.arguments = arguments
+        } else {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = [executable] + arguments
+        }
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Generates the requests of `script`, answers each (`answer` returns the reply and
+    /// counters, or nil for a frame that does not even parse), and returns the checker's
+    /// verdict and output.
+    static func conformance(script: String, answer: (_ name: String, _ frame: ParsedFrame, _ index: Int) -> ServiceReply)
+        throws -> (status: Int32, output: String)
+    {
+        let py = try python()
+        let path = repositoryRoot.appendingPathComponent("tools/scapy/\(script).py").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-scapy-\(script)-\(getpid())")
+        try? FileManager.default.removeItem(at: dir)
+        // SLUICE_SCAPY_KEEP=1 keeps the requests and replies for a look.
+        defer { if ProcessInfo.processInfo.environment["SLUICE_SCAPY_KEEP"] == nil { try? FileManager.default.removeItem(at: dir) } }
+        let gen = try run(py, [path, "gen", dir.path])
+        guard gen.status == 0 else { return (gen.status, "gen failed:\n" + gen.output) }
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".req") }.sorted()
+        guard !names.isEmpty else { return (1, "gen wrote no requests") }
+        for (i, file) in names.enumerated() {
+            let name = String(file.dropLast(4))
+            let bytes = [UInt8](try Data(contentsOf: dir.appendingPathComponent(file)))
+            var counters: [String] = ["frame.unparsed"]
+            if let frame = ParsedFrame(bytes) {
+                let r = answer(name, frame, i)
+                counters = r.counters
+                if let f = r.frame { try Data(f).write(to: dir.appendingPathComponent(name + ".reply")) }
+            }
+            try Data((counters.joined(separator: "\n") + "\n").utf8).write(to: dir.appendingPathComponent(name + ".counters"))
+        }
+        return try run(py, [path, "check", dir.path])
     }
 }
