@@ -14,7 +14,7 @@ PACKAGES=(
   iproute2 iputils-ping procps psmisc   # ip, ping, pkill, fuser
   tcpdump iperf3                        # switch tests: monitor port capture, TCP across the switch
   python3 valgrind
-  python3-scapy                         # tools/scapy: DHCP conformance checked by scapy's dissectors
+  python3-scapy ndisc6                  # DHCPv6/NDP conformance (tools/scapy), rdisc6 reads the RA
   prometheus                            # promtool: checks sluice-stat's Prometheus output
   systemd                               # systemd-analyze verify of tools/systemd/sluice.service
   isc-dhcp-client                       # dhclient -4/-6: DHCP clients of the router tests
