@@ -86,12 +86,12 @@ final class RunningRouter: RunningElement {
             ports: members.map { RouterPortInfo(maxFrame: $0.config.mtu + 14) }, macs: bound,
             routes4: PrefixTable4([]), routes6: PrefixTable6([]), routerMAC: MACKey.from(mac.octets), global6: global6,
             punt: punt, puntFD: puntFD.raw))
-        // Leases already held by members (a restart): routed again at once.
+        // Leases members still hold (a restart, a reload): routed again at once.
         let now = Self.realtimeSeconds()
-        for (i, p) in members.enumerated() {
-            guard let mac = p.config.mac, let l = leases.lease(for: mac) else { continue }
-            if let a = l.ipv4, l.expiry4 > now { dynamic4[i] = a }
-            if let a = l.ipv6, l.expiry6 > now { dynamic6[i] = a }
+        for l in leases.all {
+            guard let i = members.firstIndex(where: { $0.name == l.port }) else { continue }
+            if let a = l.ipv4, l.state4 == .bound, l.expiry4 > now { dynamic4[i] = a }
+            if let a = l.ipv6, l.state6 == .bound, l.expiry6 > now { dynamic6[i] = a }
         }
         rebuildRoutes(paused: true)
 
@@ -197,7 +197,10 @@ final class RunningRouter: RunningElement {
     private func publishLeases() {
         let all = leases.all
         counters["leases"]?.set(UInt64(all.count))
-        leaseSegment?.publish(all.map { LeaseRow($0) })
+        leaseSegment?.publish(all.map { l in
+            LeaseRow(mac: l.mac.octets, ipv4: l.ipv4?.octets, ipv6: l.ipv6?.bytes, port: l.port, expiry4: l.expiry4,
+                     expiry6: l.expiry6, bound4: l.state4 == .bound, bound6: l.state6 == .bound)
+        })
     }
 
     // MARK: Punted frames
