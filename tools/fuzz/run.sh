@@ -40,7 +40,7 @@ SANITIZE=-sanitize=fuzzer,address
 #            with libnuma and libhugetlbfs)
 #   MAX_LEN  libFuzzer -max_len
 
-TARGETS=(vhost-message desc-chain switch-classify segment config)
+TARGETS=(vhost-message desc-chain switch-classify segment config router)
 
 target_vhost_message() {
     # Platform: the message codec closes fds it refuses through Platform's owned fds.
@@ -86,6 +86,22 @@ target_switch_classify() {
     SEEDS=
     CSHIM=yes
     MAX_LEN=16384 # 9 control bytes + a few frames of up to 2048 bytes
+}
+
+# The router's datapath (RouterQueue: binding and anti-spoofing, ARP / echo for the
+# gateway, punts, LPM routing, TTL and checksums, ICMP errors, hand-over between
+# workers) over three or four mock vhost guests; see router/Fuzz.swift for the input
+# layout and the invariants, router/Oracle.swift for how every delivered frame is
+# explained. Seeds are committed files, written by
+# `swift tools/fuzz/router/make-seeds.swift DIR`.
+target_router() {
+    MODULES=("Platform=Sources/Platform/*.swift" "Memory=Sources/Memory/*.swift" "Stats=Sources/Stats/*.swift"
+             "Virtio=Sources/Virtio/*.swift" "Ports=Sources/Ports/*.swift" "Switching=Sources/Switching/*.swift"
+             "RouterFuzzModel=tools/fuzz/router/Model.swift tools/fuzz/router/Oracle.swift")
+    ENTRY=tools/fuzz/router/Fuzz.swift
+    SEEDS=
+    CSHIM=yes
+    MAX_LEN=16384 # 3 control bytes + many 9-byte compact records or a few raw frames
 }
 
 # An af-packet port's handling of a frame with a virtio-net header: GSO segmentation
