@@ -35,7 +35,8 @@ extension RouterQueue {
         guard view.pointee.takeErrorToken(now: ctx.now), let q = ctx.cache.alloc() else { return }
         let pool = ctx.pool
         let e = pool.data(q)
-        let quoted = min(ihl &+ 8, total)
+        // The header and 8 bytes of the packet, cut short only if the port's MTU is smaller.
+        let quoted = min(ihl &+ 8, total, shared.pointee.ports[port].maxFrame &- 42)
         let length = 14 &+ 20 &+ 8 &+ quoted
         MACKey.store(MACKey.load(f + 6), e)
         MACKey.store(shared.pointee.routerMAC, e + 6)
@@ -78,8 +79,9 @@ extension RouterQueue {
         guard view.pointee.takeErrorToken(now: ctx.now), let q = ctx.cache.alloc() else { return }
         let pool = ctx.pool
         let e = pool.data(q)
-        // The whole error fits the IPv6 minimum MTU (1280).
-        let quoted = min(40 &+ payload, 1280 &- 48)
+        // The whole error fits the IPv6 minimum MTU (1280), and the sender's port: its MTU
+        // may be smaller (a guest would drop a longer frame).
+        let quoted = min(40 &+ payload, min(1280, shared.pointee.ports[port].maxFrame &- 14) &- 48)
         let icmpLength = 8 &+ quoted
         MACKey.store(MACKey.load(f + 6), e)
         MACKey.store(shared.pointee.routerMAC, e + 6)

@@ -80,6 +80,9 @@ public struct RouterQueue: PollSource, @unchecked Sendable {
         let len = pool.length(p)
         if len < 14 { return drop(p, c.dropMalformed, ctx) }
         let sw = shared
+        // The port takes frames with room for a VLAN tag, but a router port has no VLANs:
+        // longer than the MTU allows is too long (an answer in place would be as long).
+        if len > sw.pointee.ports[port].maxFrame { return drop(p, c.dropBadLength, ctx) }
         // The sender: one unicast MAC per port, bound by config or by its first frame.
         let src = MACKey.load(f + 6)
         if src & 1 != 0 || src == 0 { return drop(p, c.dropSpoofedSrc, ctx) }
@@ -177,14 +180,14 @@ public struct RouterQueue: PollSource, @unchecked Sendable {
                _ c: PortCounters, _ dirty: inout SwitchPortQueue.Dirty) {
         let l4 = 14 &+ ihl
         if l4 &+ 8 > 14 &+ total || f.load(fromByteOffset: l4, as: UInt8.self) != 8 { return drop(p, c.dropNoRoute, ctx) }
-        // Type 8 → 0: the checksum follows the type/code word (RFC 1624).
-        let old = UInt16(bigEndian: f.loadUnaligned(fromByteOffset: l4, as: UInt16.self))
+        // A request with a bad checksum is discarded (RFC 1122 3.2.2).
+        let icmpLength = total &- ihl
+        if onesComplementSum(f + l4, icmpLength) != 0xFFFF { return drop(p, c.dropMalformed, ctx) }
+        // Type 8 → 0, the checksum computed again: the incremental update (RFC 1624) gives
+        // 0x0000 where 0xFFFF is due when the rest of the message is all zeros.
         f.storeBytes(of: 0 as UInt8, toByteOffset: l4, as: UInt8.self)
-        let hc = UInt16(bigEndian: f.loadUnaligned(fromByteOffset: l4 &+ 2, as: UInt16.self))
-        var sum = UInt32(~hc) &+ UInt32(~old) &+ UInt32(old & 0x00FF)
-        sum = (sum & 0xFFFF) &+ (sum >> 16)
-        sum = (sum & 0xFFFF) &+ (sum >> 16)
-        f.storeBytes(of: (~UInt16(truncatingIfNeeded: sum)).bigEndian, toByteOffset: l4 &+ 2, as: UInt16.self)
+        f.storeBytes(of: 0 as UInt16, toByteOffset: l4 &+ 2, as: UInt16.self)
+        f.storeBytes(of: (~onesComplementSum(f + l4, icmpLength)).bigEndian, toByteOffset: l4 &+ 2, as: UInt16.self)
         let src = f.loadUnaligned(fromByteOffset: 26, as: UInt32.self)
         f.storeBytes(of: f.loadUnaligned(fromByteOffset: 30, as: UInt32.self), toByteOffset: 26, as: UInt32.self)
         f.storeBytes(of: src, toByteOffset: 30, as: UInt32.self)

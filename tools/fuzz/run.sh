@@ -40,7 +40,7 @@ SANITIZE=-sanitize=fuzzer,address
 #            with libnuma and libhugetlbfs)
 #   MAX_LEN  libFuzzer -max_len
 
-TARGETS=(vhost-message desc-chain switch-classify segment config dhcp4 dhcp6 ndp)
+TARGETS=(vhost-message desc-chain switch-classify segment config dhcp4 dhcp6 ndp router)
 
 target_vhost_message() {
     # Platform: the message codec closes fds it refuses through Platform's owned fds.
@@ -88,23 +88,7 @@ target_switch_classify() {
     MAX_LEN=16384 # 9 control bytes + a few frames of up to 2048 bytes
 }
 
-# The DHCPv6 server and the NDP responder of a [network] (control thread) on hostile
-# client messages; see dhcp6/Fuzz.swift and ndp/Fuzz.swift for the input layouts. Only the
-# Services files they use are built (pure: Config and no Platform).
-SERVICES_V6="Sources/Services/Frames.swift Sources/Services/NetworkService.swift Sources/Services/DHCPv6*.swift Sources/Services/NDP*.swift"
-target_dhcp6() {
-    MODULES=("Config=Sources/Config/*.swift" "Services=$SERVICES_V6")
-    ENTRY=tools/fuzz/dhcp6/Fuzz.swift
-    SEEDS=tools/fuzz/dhcp6/Seeds.swift
-    CSHIM=no
-    MAX_LEN=4096
-}
-target_ndp() {
-    MODULES=("Config=Sources/Config/*.swift" "Services=$SERVICES_V6")
-    ENTRY=tools/fuzz/ndp/Fuzz.swift
-    SEEDS=tools/fuzz/ndp/Seeds.swift
-    CSHIM=no
-    MAX_LEN=4096
+TARGETS=(vhost-message desc-chain switch-classify segment config dhcp4 dhcp6 ndp router)
 }
 
 # An af-packet port's handling of a frame with a virtio-net header: GSO segmentation
