@@ -38,13 +38,15 @@ final class RunningRouter: RunningElement {
     private var lastRA: [UInt64]
     private var lastExpiry: UInt64 = 0
     private var counters: [String: StatsCounter] = [:]
+    private var lastPersistProblem: String?
+    private var publishedGeneration: UInt64 = .max
 
     static let raInterval: UInt64 = 60_000_000_000
     static let serviceCounterNames = [
         "dhcp4.discover", "dhcp4.offer", "dhcp4.request", "dhcp4.ack", "dhcp4.nak", "dhcp4.release", "dhcp4.decline",
         "dhcp4.inform", "dhcp4.refused", "dhcp6.solicit", "dhcp6.advertise", "dhcp6.request", "dhcp6.reply", "dhcp6.renew",
         "dhcp6.rebind", "dhcp6.release", "dhcp6.confirm", "dhcp6.information_request", "dhcp6.decline", "dhcp6.refused",
-        "nd.adverts", "ra.sent", "dropped.malformed",
+        "nd.adverts", "nd.refused", "ra.sent", "ra.suppressed", "dropped.malformed", "dhcp4.no_address",
     ]
 
     init(_ nc: NetworkConfig, plane: Dataplane) throws(EngineError) {
@@ -71,6 +73,10 @@ final class RunningRouter: RunningElement {
         } catch {
             throw EngineError("\(plane.config.file):\(nc.line): network \(nc.name): leases in \(stateDir): \(error)")
         }
+        // Static addresses of every member are never handed to another.
+        leases.reserveStatics(members.map { p in
+            ServicePort(name: p.name, mac: p.config.mac, staticIPv4: p.config.addressing.ipv4, staticIPv6: p.config.addressing.ipv6)
+        })
         dhcp4 = nc.ipv4Subnet == nil ? nil : DHCPv4Server(network: service, leases: leases)
         dhcp6 = nc.ipv6Prefix == nil ? nil : DHCPv6Server(network: service, leases: leases, serverDUID: [0, 3, 0, 1] + mac.octets)
         ndp = nc.ipv6Prefix == nil ? nil : NDPResponder(network: service)
@@ -195,6 +201,7 @@ final class RunningRouter: RunningElement {
     }
 
     private func publishLeases() {
+        publishedGeneration = leases.generation
         let all = leases.all
         counters["leases"]?.set(UInt64(all.count))
         leaseSegment?.publish(all.map { l in
@@ -246,6 +253,11 @@ final class RunningRouter: RunningElement {
         }
         for c in reply.counters { counters[c]?.increment() }
         apply(reply.events)
+        if let problem = leases.persistProblem, problem != lastPersistProblem {
+            plane.logger.error("network \(config.name): \(problem)")
+        }
+        lastPersistProblem = leases.persistProblem
+        if leases.generation != publishedGeneration { publishLeases() }
         if let f = reply.frame { send(f, to: i) }
     }
 

@@ -137,8 +137,14 @@ final class RouterNamespaceTests: XCTestCase {
         try "#!/bin/sh\nenv | grep -E '^(reason|new_)' | sort > \(lab.dir)/lease-$reason.env\n"
             .write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
-        let r = try lab.sh("ip netns exec \(a) dhclient -4 -1 -v -sf \(script) -lf \(lab.dir)/dhclient.leases -pf \(lab.dir)/dhclient.pid \(ta)",
-                           timeout: 30, check: false)
+        // dhclient in the foreground (-d), stopped once it has bound (its daemon mode would
+        // outlive the test's process bookkeeping).
+        let client = try lab.background("ip", ["netns", "exec", a, "dhclient", "-d", "-4", "-1", "-v", "-sf", script,
+                                               "-lf", lab.dir + "/dhclient.leases", "-pf", lab.dir + "/dhclient.pid", ta], log: "dhclient.log")
+        _ = lab.eventually(timeout: 20) { FileManager.default.fileExists(atPath: lab.dir + "/lease-BOUND.env") }
+        usleep(100_000)
+        client.interrupt()
+        let r = (output: client.output(), 0)
         let env = (try? String(contentsOfFile: lab.dir + "/lease-BOUND.env", encoding: .utf8)) ?? ""
         XCTAssertTrue(env.contains("new_ip_address=10.0.0."), "dhclient: \(r.output)\n\(env)\n\(lab.countersLine())")
         XCTAssertTrue(env.contains("new_subnet_mask=255.255.255.255"), env)
@@ -184,8 +190,12 @@ final class RouterNamespaceTests: XCTestCase {
         try "#!/bin/sh\nenv | grep -E '^(reason|new_)' | sort > \(lab.dir)/lease6-$reason.env\n"
             .write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
-        let r = try lab.sh("ip netns exec \(a) dhclient -6 -1 -v -sf \(script) -lf \(lab.dir)/dhclient6.leases -pf \(lab.dir)/dhclient6.pid \(ta)",
-                           timeout: 30, check: false)
+        let client = try lab.background("ip", ["netns", "exec", a, "dhclient", "-d", "-6", "-1", "-v", "-sf", script,
+                                               "-lf", lab.dir + "/dhclient6.leases", "-pf", lab.dir + "/dhclient6.pid", ta], log: "dhclient6.log")
+        _ = lab.eventually(timeout: 20) { FileManager.default.fileExists(atPath: lab.dir + "/lease6-BOUND6.env") }
+        usleep(100_000)
+        client.interrupt()
+        let r = (output: client.output(), 0)
         let env = (try? String(contentsOfFile: lab.dir + "/lease6-BOUND6.env", encoding: .utf8)) ?? ""
         XCTAssertTrue(env.contains("new_ip6_address=fd00:1::"), "dhclient -6: \(r.output)\n\(env)\n\(lab.countersLine())")
         XCTAssertTrue(env.contains("new_dhcp6_name_servers=fd00:1::53"), env)
