@@ -60,6 +60,7 @@ final class RouterNamespaceTests: XCTestCase {
             interface = \(taps["b"]!)
             mac = 02:00:00:00:10:02
             ipv4 = 10.0.0.6
+            ipv6 = fd00:1::6
             routed-prefixes = 192.168.50.0/24
 
             """
@@ -130,6 +131,7 @@ final class RouterNamespaceTests: XCTestCase {
         let ta = lab.ifname("ra"), tb = lab.ifname("rb")
         var body = networkBody(["a": ta, "b": tb])
         body = body.replacingOccurrences(of: "ipv4 = 10.0.0.5\n", with: "")
+
         try lab.start(body, taps: [ta, tb], readyCounter: "network.prod.leases", dataplane: "state-dir = \(lab.dir)/state")
         try client(lab, ta, in: a, mac: "02:00:00:00:10:01", v4: nil)
         try client(lab, tb, in: b, mac: "02:00:00:00:10:02", v4: "10.0.0.6")
@@ -173,9 +175,16 @@ final class RouterNamespaceTests: XCTestCase {
         try lab.start(networkBody(["a": ta, "b": tb]), taps: [ta, tb], readyCounter: "network.prod.leases",
                       dataplane: "state-dir = \(lab.dir)/state")
         try client(lab, ta, in: a, mac: "02:00:00:00:10:01", v4: "10.0.0.5")
-        try lab.sh("ip netns exec \(a) sysctl -qw net.ipv6.conf.\(ta).disable_ipv6=0 net.ipv6.conf.\(ta).accept_dad=0")
-        usleep(500_000)
-        let ra = try lab.sh("ip netns exec \(a) rdisc6 -1 -w 2000 \(ta)", timeout: 15, check: false).output
+        try lab.sh("ip netns exec \(a) sysctl -qw net.ipv6.conf.\(ta).accept_dad=0 net.ipv6.conf.\(ta).disable_ipv6=0")
+        // The link-local address must exist (not tentative) before rdisc6 can send from it.
+        _ = lab.eventually(timeout: 5) {
+            let out = (try? lab.sh("ip -n \(a) -6 addr show dev \(ta) scope link", check: false).output) ?? ""
+            return out.contains("fe80") && !out.contains("tentative")
+        }
+        var ra = ""
+        for _ in 0..<3 where !ra.contains("Stateful") {
+            ra = try lab.sh("ip netns exec \(a) rdisc6 -1 -w 2000 \(ta)", timeout: 15, check: false).output
+        }
         XCTAssertTrue(ra.range(of: #"Stateful address conf\.\s*:\s*Yes"#, options: .regularExpression) != nil, ra)
         XCTAssertTrue(ra.range(of: #"Stateful other conf\.\s*:\s*Yes"#, options: .regularExpression) != nil, ra)
         XCTAssertTrue(ra.contains("fd00:1::/64"), ra)
@@ -190,16 +199,74 @@ final class RouterNamespaceTests: XCTestCase {
         try "#!/bin/sh\nenv | grep -E '^(reason|new_)' | sort > \(lab.dir)/lease6-$reason.env\n"
             .write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
-        let client = try lab.background("ip", ["netns", "exec", a, "dhclient", "-d", "-6", "-1", "-v", "-sf", script,
+        let dhc = try lab.background("ip", ["netns", "exec", a, "dhclient", "-d", "-6", "-1", "-v", "-sf", script,
                                                "-lf", lab.dir + "/dhclient6.leases", "-pf", lab.dir + "/dhclient6.pid", ta], log: "dhclient6.log")
         _ = lab.eventually(timeout: 20) { FileManager.default.fileExists(atPath: lab.dir + "/lease6-BOUND6.env") }
         usleep(100_000)
-        client.interrupt()
-        let r = (output: client.output(), 0)
+        dhc.interrupt()
+        let r = (output: dhc.output(), 0)
         let env = (try? String(contentsOfFile: lab.dir + "/lease6-BOUND6.env", encoding: .utf8)) ?? ""
         XCTAssertTrue(env.contains("new_ip6_address=fd00:1::"), "dhclient -6: \(r.output)\n\(env)\n\(lab.countersLine())")
         XCTAssertTrue(env.contains("new_dhcp6_name_servers=fd00:1::53"), env)
         XCTAssertGreaterThanOrEqual(try lab.counter("network.prod.dhcp6.reply"), 1)
+        // Routed over IPv6: a's DHCPv6 address to b's static one, through fe80::1.
+        let address = env.split(separator: "\n").first { $0.hasPrefix("new_ip6_address=") }.map { String($0.dropFirst(16)) } ?? ""
+        try client(lab, tb, in: b, mac: "02:00:00:00:10:02", v4: "10.0.0.6")
+        try lab.sh("ip netns exec \(b) sysctl -qw net.ipv6.conf.\(tb).accept_dad=0 net.ipv6.conf.\(tb).disable_ipv6=0"
+                   + " && ip -n \(b) addr add fd00:1::6/128 dev \(tb) nodad && ip -n \(b) route replace default via fe80::1 dev \(tb)")
+        try lab.sh("ip -n \(a) addr add \(address)/128 dev \(ta) nodad && ip -n \(a) route replace default via fe80::1 dev \(ta)")
+        XCTAssertTrue(lab.canReach(a, "fd00:1::6"), "a reaches b over IPv6 through the router\n\(lab.countersLine())")
+        let hop = try lab.sh("ip netns exec \(a) ping -n -c 1 -W 2 fd00:1::6", check: false).output
+        XCTAssertTrue(hop.contains("ttl=63"), "one hop: hop limit decremented\n\(hop)")
+        try lab.stopAndCheck()
+    }
+
+
+    /// A frame with another source MAC than the port's (configured) one is dropped as
+    /// spoofed; the DHCP lease of a client survives a restart of sluice (same state-dir):
+    /// the same MAC gets the same address, and `sluice-stat --leases` lists it.
+    func testSpoofedMACAndLeasesKeptAcrossARestart() throws {
+        let lab = try makeLab(needs: [.command("dhclient", package: "isc-dhcp-client"), .command("python3", package: "python3")])
+        let a = try lab.namespace("A"), b = try lab.namespace("B")
+        let ta = lab.ifname("ra"), tb = lab.ifname("rb")
+        let body = networkBody(["a": ta, "b": tb]).replacingOccurrences(of: "ipv4 = 10.0.0.5\n", with: "")
+        let dataplane = "state-dir = \(lab.dir)/state"
+        try lab.start(body, taps: [ta, tb], readyCounter: "network.prod.leases", dataplane: dataplane)
+        try client(lab, ta, in: a, mac: "02:00:00:00:10:01", v4: nil)
+        try client(lab, tb, in: b, mac: "02:00:00:00:10:02", v4: "10.0.0.6")
+
+        let sender = SystemTestEnvironment.repositoryRoot().path + "/tools/netns/send-frames.py"
+        try lab.sh("ip netns exec \(a) python3 \(sender) \(ta) ff:ff:ff:ff:ff:ff 5 02:00:00:00:99:99")
+        XCTAssertTrue(lab.eventually { (try? lab.counter("port.a.drop.spoofed_src")) ?? 0 >= 5 }, lab.countersLine())
+
+        func lease(_ tag: String) throws -> String {
+            let script = lab.dir + "/script-\(tag)"
+            try "#!/bin/sh\nenv | grep -E '^(reason|new_)' | sort > \(lab.dir)/\(tag)-$reason.env\n"
+                .write(toFile: script, atomically: true, encoding: .utf8)
+            chmod(script, 0o755)
+            let client = try lab.background("ip", ["netns", "exec", a, "dhclient", "-d", "-4", "-1", "-sf", script,
+                                                   "-lf", lab.dir + "/\(tag).leases", "-pf", lab.dir + "/\(tag).pid", ta], log: "\(tag).log")
+            _ = lab.eventually(timeout: 20) { FileManager.default.fileExists(atPath: lab.dir + "/\(tag)-BOUND.env") }
+            usleep(100_000)
+            client.interrupt()
+            let env = (try? String(contentsOfFile: lab.dir + "/\(tag)-BOUND.env", encoding: .utf8)) ?? ""
+            return env.split(separator: "\n").first { $0.hasPrefix("new_ip_address=") }.map { String($0.dropFirst(15)) } ?? ""
+        }
+        let first = try lease("first")
+        XCTAssertTrue(first.hasPrefix("10.0.0."), "no lease: \(lab.countersLine())\n\(lab.daemonLog())")
+        let stat = try lab.sh("\(SystemTestEnvironment.binaryDirectory())/sluice-stat --instance \(lab.instance) --leases prod --json").output
+        XCTAssertTrue(stat.contains(first) && stat.contains("02:00:00:00:10:01"), stat)
+
+        try lab.stopAndCheck()
+        // The tap is in a's namespace now: sluice attaches to it there? No — it is created anew in the
+        // root namespace; move the new one in as before.
+        try lab.sh("ip -n \(a) link del \(ta)", check: false)
+        try lab.sh("ip -n \(b) link del \(tb)", check: false)
+        try lab.start(body, taps: [ta, tb], readyCounter: "network.prod.leases", dataplane: dataplane)
+        XCTAssertEqual(try lab.counter("network.prod.leases"), 1, "the lease file was read back")
+        try client(lab, ta, in: a, mac: "02:00:00:00:10:01", v4: nil)
+        let second = try lease("second")
+        XCTAssertEqual(second, first, "the same MAC gets the same address after a restart")
         try lab.stopAndCheck()
     }
 }
