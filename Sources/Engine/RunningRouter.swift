@@ -36,17 +36,19 @@ final class RunningRouter: RunningElement {
     private var dynamic6: [Int: IPv6Address] = [:]
     private var wasUp: [Bool]
     private var lastRA: [UInt64]
+    private var lastSolicit: [UInt64]
     private var lastExpiry: UInt64 = 0
     private var counters: [String: StatsCounter] = [:]
     private var lastPersistProblem: String?
     private var publishedGeneration: UInt64 = .max
 
     static let raInterval: UInt64 = 60_000_000_000
+    static let solicitInterval: UInt64 = 5_000_000_000
     static let serviceCounterNames = [
         "dhcp4.discover", "dhcp4.offer", "dhcp4.request", "dhcp4.ack", "dhcp4.nak", "dhcp4.release", "dhcp4.decline",
         "dhcp4.inform", "dhcp4.refused", "dhcp6.solicit", "dhcp6.advertise", "dhcp6.request", "dhcp6.reply", "dhcp6.renew",
         "dhcp6.rebind", "dhcp6.release", "dhcp6.confirm", "dhcp6.information_request", "dhcp6.decline", "dhcp6.refused",
-        "nd.adverts", "nd.refused", "ra.sent", "ra.suppressed", "dropped.malformed", "dhcp4.no_address",
+        "nd.adverts", "nd.refused", "nd.solicits", "ra.sent", "ra.suppressed", "dropped.malformed", "dhcp4.no_address",
     ]
 
     init(_ nc: NetworkConfig, plane: Dataplane) throws(EngineError) {
@@ -62,6 +64,7 @@ final class RunningRouter: RunningElement {
         self.members = members
         wasUp = members.map { _ in false }
         lastRA = members.map { _ in 0 }
+        lastSolicit = members.map { _ in 0 }
         let mac = routerMAC(instance: plane.options.instance, network: nc.name)
         service = NetworkServiceConfig(
             name: nc.name, ipv4Subnet: nc.ipv4Subnet, ipv6Prefix: nc.ipv6Prefix, dns4: nc.dns4, dns6: nc.dns6,
@@ -287,6 +290,14 @@ final class RunningRouter: RunningElement {
                 lastRA[i] = now
                 send(ndp.routerAdvertisement(to: servicePort(i)), to: i)
                 counters["ra.sent"]?.increment()
+            }
+            // A port with an IPv6 address but no bound MAC yet (a guest that has not sent a
+            // frame): ask it, so its answer binds the MAC and traffic to it can flow.
+            if up, shared.pointee.boundMAC(i) == 0, let ndp, now &- lastSolicit[i] >= Self.solicitInterval,
+               let target = p.config.addressing.ipv6 ?? dynamic6[i] {
+                lastSolicit[i] = now
+                send(ndp.neighborSolicitation(for: target, port: servicePort(i)), to: i)
+                counters["nd.solicits"]?.increment()
             }
             wasUp[i] = up
         }

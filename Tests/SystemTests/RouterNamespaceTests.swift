@@ -115,7 +115,7 @@ final class RouterNamespaceTests: XCTestCase {
         func v(_ n: String) -> UInt64 { s.value(n) ?? 0 }
         func drops(_ p: String) -> UInt64 { s.entries.filter { $0.name.hasPrefix("port.\(p).drop.") }.reduce(0) { $0 + $1.value } }
         // Frames the services built (RAs, DHCP and ND answers) are sent without being received.
-        let injected = ["ra.sent", "nd.adverts", "dhcp4.offer", "dhcp4.ack", "dhcp4.nak", "dhcp6.advertise", "dhcp6.reply"]
+        let injected = ["ra.sent", "nd.adverts", "nd.solicits", "dhcp4.offer", "dhcp4.ack", "dhcp4.nak", "dhcp6.advertise", "dhcp6.reply"]
             .reduce(0) { $0 + v("network.prod.\($1)") }
         let taken = v("port.a.rx_packets") + v("port.b.rx_packets") + injected
         let accounted = v("port.a.tx_packets") + v("port.b.tx_packets") + drops("a") + drops("b") + v("network.prod.punted")
