@@ -21,6 +21,11 @@ public struct RouterQueue: PollSource, @unchecked Sendable {
     public let tx: PortTx
     /// Frames queued for this port by other workers and the control thread (queue 0 only).
     public let inbound: IndexRing?
+    /// Punt token bucket of this queue: tokens (u64 at 0), last refill ns (u64 at 8). A
+    /// guest flooding DHCP or neighbour discovery cannot flood the control thread.
+    public let puntBucket: UnsafeMutablePointer<UInt64>
+    /// Frames per second a queue may hand to the control thread (bursts of as many).
+    public static let puntsPerSecond: UInt64 = 200
 
     public static let gateway4: UInt32 = 0xA9FE_0001            // 169.254.0.1
     public static let gateway6High: UInt64 = 0xFE80_0000_0000_0000  // fe80::1
@@ -28,9 +33,11 @@ public struct RouterQueue: PollSource, @unchecked Sendable {
     public init(shared: UnsafeMutablePointer<RouterShared>, view: UnsafeMutablePointer<RouterWorkerView>, port: Int,
                 rx: PortRx, tx: PortTx, inbound: IndexRing?) {
         self.shared = shared; self.view = view; self.port = port; self.rx = rx; self.tx = tx; self.inbound = inbound
+        puntBucket = .allocate(capacity: 2)
+        puntBucket.initialize(repeating: 0, count: 2)
     }
 
-    public func release() {}
+    public func release() { puntBucket.deallocate() }
     public func setNotifications(_ on: Bool) { rx.setNotifications(on) }
     public func hasPendingWork() -> Bool {
         if let r = inbound, r.count > 0 { return true }
@@ -314,6 +321,7 @@ public struct RouterQueue: PollSource, @unchecked Sendable {
     /// To the control thread (the packet remembers its port).
     @inlinable
     func punt(_ p: Packet, _ ctx: WorkerContext, _ c: PortCounters, _ punted: inout Bool) {
+        if !takePuntToken(now: ctx.now) { return drop(p, c.dropFloodLimit, ctx) }
         ctx.pool.buffer(p).storeBytes(of: UInt16(port), toByteOffset: BufferLayout.portOffset, as: UInt16.self)
         if shared.pointee.punt.enqueue(p.index) {
             view.pointee.counters.punted.increment()
@@ -321,6 +329,23 @@ public struct RouterQueue: PollSource, @unchecked Sendable {
         } else {
             drop(p, c.dropNoBuffer, ctx)
         }
+    }
+
+    @inlinable
+    func takePuntToken(now: UInt64) -> Bool {
+        let rate = Self.puntsPerSecond
+        var tokens = puntBucket[0]
+        let last = puntBucket[1]
+        if last == 0 || now &- last >= 1_000_000_000 {
+            tokens = rate
+            puntBucket[1] = now
+        } else {
+            let add = (now &- last) &* rate / 1_000_000_000
+            if add > 0 { tokens = min(rate, tokens &+ add); puntBucket[1] = now }
+        }
+        if tokens == 0 { puntBucket[0] = 0; return false }
+        puntBucket[0] = tokens &- 1
+        return true
     }
 
     @inlinable

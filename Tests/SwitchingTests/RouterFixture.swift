@@ -90,6 +90,7 @@ final class RouterFixture {
     }
 
     deinit {
+        for q in queues { q.release() }
         while let i = punt.dequeue() { pool.cache(1).free(Packet(index: i)) }
         view.deinitialize(count: 1)
         view.deallocate()
