@@ -40,7 +40,26 @@ public enum Preflight {
         }
         out += SocketPermissions.problems(config)
         out += bufferMTUProblems(config)
+        if let n = config.networks.first, let problem = stateDirectoryProblem(config.dataplane.stateDirectory) {
+            out.append("\(config.file):\(n.line): network \(n.name): leases are kept in \(config.dataplane.stateDirectory): \(problem) (set [dataplane] state-dir)")
+        }
         return out
+    }
+
+    /// Why the lease directory cannot be used: the nearest existing ancestor must be a
+    /// writable directory (sluice creates the rest).
+    static func stateDirectoryProblem(_ path: String) -> String? {
+        var p = path
+        while !p.isEmpty {
+            var st = stat()
+            if stat(p, &st) == 0 {
+                guard st.st_mode & S_IFMT == S_IFDIR else { return "\(p) is not a directory" }
+                return access(p, W_OK | X_OK) == 0 ? nil : "\(p) is not writable"
+            }
+            guard let slash = p.lastIndex(of: "/") else { break }
+            p = String(p[..<slash])
+        }
+        return access("/", W_OK) == 0 ? nil : "/ is not writable"
     }
 
     /// Frames through a switch, or a p2p link with a host port, travel in mempool buffers:
