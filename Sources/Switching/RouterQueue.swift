@@ -68,7 +68,7 @@ public struct RouterQueue: PollSource, @unchecked Sendable {
         var dirty = SwitchPortQueue.Dirty()
         var punted = false
         for i in 0..<batch.count { route(batch[i], ctx, counters, &dirty, &punted) }
-        for k in 0..<dirty.count { flush(Int(dirty.ports[k]), ctx) }
+        view.pointee.egress.flushAll(dirty, ctx)
         if punted { EventFD.signal(shared.pointee.puntFD) }
         return work &+ taken
     }
@@ -350,46 +350,9 @@ public struct RouterQueue: PollSource, @unchecked Sendable {
 
     @inlinable
     func stage(_ p: Packet, to d: Int, _ ctx: WorkerContext, _ dirty: inout SwitchPortQueue.Dirty) {
-        let b = view.pointee.staged + d
-        if b.pointee.count == 0 {
-            if dirty.count < 64 { dirty.ports[dirty.count] = UInt16(d); dirty.count &+= 1 }
-        } else if b.pointee.isFull {
-            flush(d, ctx)
-        }
-        b.pointee.append(p)
+        view.pointee.egress.stage(p, to: d, ctx, &dirty)
     }
 
     @inlinable
-    func flush(_ d: Int, _ ctx: WorkerContext) {
-        let b = view.pointee.staged + d
-        let n = b.pointee.count
-        if n == 0 { return }
-        let c = view.pointee.portCounters[d]
-        switch view.pointee.routes[d] {
-        case .local(let out, let fallback, let fd):
-            if let ring = fallback, case .vhost(let v) = out, !v.queue.isLive {
-                handOver(b, ring, fd, ctx, c)
-            } else {
-                _ = out.transmit(&b.pointee, ctx, c)
-            }
-        case .remote(let ring, let fd):
-            handOver(b, ring, fd, ctx, c)
-        case .down:
-            b.pointee.withIndices { ctx.cache.free($0, n) }
-            c.dropLinkDown.add(UInt64(n))
-            b.pointee.removeAll()
-        }
-    }
-
-    @inlinable
-    func handOver(_ b: UnsafeMutablePointer<PacketBatch>, _ ring: IndexRing, _ fd: Int32, _ ctx: WorkerContext, _ c: PortCounters) {
-        let n = b.pointee.count
-        let sent = b.pointee.withIndices { ring.enqueueBurst($0, n) }
-        if sent < n {
-            b.pointee.withIndices { ctx.cache.free($0 + sent, n &- sent) }
-            c.dropNoBuffer.add(UInt64(n &- sent))
-        }
-        if sent > 0 && ctx.eventMode { EventFD.signal(fd) }
-        b.pointee.removeAll()
-    }
+    func flush(_ d: Int, _ ctx: WorkerContext) { view.pointee.egress.flush(d, ctx) }
 }

@@ -110,6 +110,8 @@ public struct RouterWorkerView: ~Copyable, @unchecked Sendable {
     public let portCounters: UnsafeMutablePointer<PortCounters>
     public let counters: RouterCounters
     public let portCount: Int
+    /// The routes, staging batches and counters as one value for the poll sources.
+    @inlinable public var egress: Egress { Egress(routes: routes, staged: staged, portCounters: portCounters) }
     /// ICMP error token bucket of this worker: tokens, last refill (ns).
     public let errorBucket: UnsafeMutablePointer<UInt64>
     /// ICMP errors per second per worker (RFC 1812 / 4443 rate limiting).

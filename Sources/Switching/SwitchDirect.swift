@@ -117,7 +117,7 @@ extension SwitchPortQueue {
             dc.txPackets.add(UInt64(sentTo[k]))
             dc.txBytes.add(UInt64(bytesTo[k]))
         }
-        for k in 0..<dirty.count { flush(Int(dirty.ports[k]), ctx) }
+        view.pointee.egress.flushAll(dirty, ctx)
         c.rxPackets.add(UInt64(rxPackets))
         c.rxBytes.add(UInt64(rxBytes))
         if badDesc | badLength != 0 {

@@ -74,17 +74,11 @@ public struct SwitchPortQueue: PollSource, @unchecked Sendable {
         }
         var dirty = Dirty()
         for i in 0..<batch.count { forward(batch[i], info, ctx, counters, &dirty) }
-        for k in 0..<dirty.count { flush(Int(dirty.ports[k]), ctx) }
+        view.pointee.egress.flushAll(dirty, ctx)
         return work
     }
 
-    /// Ports with staged frames in this poll.
-    @usableFromInline
-    struct Dirty {
-        @usableFromInline var ports = InlineArray<64, UInt16>(repeating: 0)
-        @usableFromInline var count = 0
-        @usableFromInline init() {}
-    }
+    public typealias Dirty = DirtyPorts
 
     /// Admit one frame (VLAN, port security, learning) and stage it for its destinations.
     @inlinable
@@ -198,52 +192,11 @@ public struct SwitchPortQueue: PollSource, @unchecked Sendable {
 
     @inlinable
     func stage(_ p: Packet, to d: Int, _ ctx: WorkerContext, _ dirty: inout Dirty) {
-        let b = view.pointee.staged + d
-        if b.pointee.count == 0 {
-            if dirty.count < 64 { dirty.ports[dirty.count] = UInt16(d); dirty.count &+= 1 }
-        } else if b.pointee.isFull {
-            flush(d, ctx)
-        }
-        b.pointee.append(p)
+        view.pointee.egress.stage(p, to: d, ctx, &dirty)
     }
 
-    /// Send port `d` what is staged for it.
     @inlinable
-    func flush(_ d: Int, _ ctx: WorkerContext) {
-        let b = view.pointee.staged + d
-        let n = b.pointee.count
-        if n == 0 { return }
-        let c = view.pointee.portCounters[d]
-        switch view.pointee.routes[d] {
-        case .local(let out, let fallback, let fd):
-            if let ring = fallback, case .vhost(let v) = out, !v.queue.isLive {
-                handOver(b, ring, fd, ctx, c)
-            } else {
-                _ = out.transmit(&b.pointee, ctx, c)
-            }
-        case .remote(let ring, let fd):
-            handOver(b, ring, fd, ctx, c)
-        case .down:
-            b.pointee.withIndices { ctx.cache.free($0, n) }
-            c.dropLinkDown.add(UInt64(n))
-            b.pointee.removeAll()
-        }
-    }
-
-    /// Queue the staged frames into the ring of the worker that owns the port's queue 0.
-    @inlinable
-    func handOver(_ b: UnsafeMutablePointer<PacketBatch>, _ ring: IndexRing, _ fd: Int32, _ ctx: WorkerContext, _ c: PortCounters) {
-        let n = b.pointee.count
-        do {
-            let sent = b.pointee.withIndices { ring.enqueueBurst($0, n) }
-            if sent < n {
-                b.pointee.withIndices { ctx.cache.free($0 + sent, n &- sent) }
-                c.dropNoBuffer.add(UInt64(n &- sent))
-            }
-            if sent > 0 && ctx.eventMode { EventFD.signal(fd) }
-            b.pointee.removeAll()
-        }
-    }
+    func flush(_ d: Int, _ ctx: WorkerContext) { view.pointee.egress.flush(d, ctx) }
 
     /// Token bucket: `limit` per second, bursts up to one second's worth.
     @inlinable

@@ -104,6 +104,8 @@ public struct SwitchWorkerView: ~Copyable, @unchecked Sendable {
     public let portCounters: UnsafeMutablePointer<PortCounters>
     public let counters: SwitchCounters
     public let portCount: Int
+    /// The routes, staging batches and counters as one value for the poll sources.
+    @inlinable public var egress: Egress { Egress(routes: routes, staged: staged, portCounters: portCounters) }
 
     public init(routes: [SwitchRoute], portCounters: [PortCounters], counters: SwitchCounters) {
         portCount = routes.count

@@ -1,0 +1,87 @@
+import Memory
+import Platform
+import Ports
+import Stats
+import Virtio
+
+/// Destination ports with frames staged in this poll (at most 64 remembered; a port
+/// beyond that is flushed when its batch fills and at the end of the next poll).
+@frozen
+public struct DirtyPorts {
+    @usableFromInline var ports = InlineArray<64, UInt16>(repeating: 0)
+    @usableFromInline var count = 0
+    @inlinable public init() {}
+}
+
+/// One worker's way out of a forwarding element (a switch or a router): per destination
+/// port a route (its transmit side if this worker owns it, else the ring into its owner),
+/// a staging batch, and the port's counters in this worker's slot. Frames are staged per
+/// destination during a poll and each destination gets its frames in one burst.
+@frozen
+public struct Egress: BitwiseCopyable, @unchecked Sendable {
+    public let routes: UnsafeMutablePointer<SwitchRoute>
+    public let staged: UnsafeMutablePointer<PacketBatch>
+    public let portCounters: UnsafeMutablePointer<PortCounters>
+
+    @inlinable
+    public init(routes: UnsafeMutablePointer<SwitchRoute>, staged: UnsafeMutablePointer<PacketBatch>,
+                portCounters: UnsafeMutablePointer<PortCounters>) {
+        self.routes = routes
+        self.staged = staged
+        self.portCounters = portCounters
+    }
+
+    /// Add `p` to what goes to port `d` (sending the batch first when it is full).
+    @inlinable
+    public func stage(_ p: Packet, to d: Int, _ ctx: WorkerContext, _ dirty: inout DirtyPorts) {
+        let b = staged + d
+        if b.pointee.count == 0 {
+            if dirty.count < 64 { dirty.ports[dirty.count] = UInt16(d); dirty.count &+= 1 }
+        } else if b.pointee.isFull {
+            flush(d, ctx)
+        }
+        b.pointee.append(p)
+    }
+
+    /// Send every port staged in this poll what is staged for it.
+    @inlinable
+    public func flushAll(_ dirty: DirtyPorts, _ ctx: WorkerContext) {
+        for k in 0..<dirty.count { flush(Int(dirty.ports[k]), ctx) }
+    }
+
+    /// Send port `d` what is staged for it.
+    @inlinable
+    public func flush(_ d: Int, _ ctx: WorkerContext) {
+        let b = staged + d
+        let n = b.pointee.count
+        if n == 0 { return }
+        let c = portCounters[d]
+        switch routes[d] {
+        case .local(let out, let fallback, let fd):
+            if let ring = fallback, case .vhost(let v) = out, !v.queue.isLive {
+                handOver(b, ring, fd, ctx, c)
+            } else {
+                _ = out.transmit(&b.pointee, ctx, c)
+            }
+        case .remote(let ring, let fd):
+            handOver(b, ring, fd, ctx, c)
+        case .down:
+            b.pointee.withIndices { ctx.cache.free($0, n) }
+            c.dropLinkDown.add(UInt64(n))
+            b.pointee.removeAll()
+        }
+    }
+
+    /// Queue the staged frames into the ring of the worker that owns the port's queue 0.
+    @inlinable
+    func handOver(_ b: UnsafeMutablePointer<PacketBatch>, _ ring: IndexRing, _ fd: Int32, _ ctx: WorkerContext, _ c: PortCounters) {
+        let n = b.pointee.count
+        let sent = b.pointee.withIndices { ring.enqueueBurst($0, n) }
+        if sent < n {
+            b.pointee.withIndices { ctx.cache.free($0 + sent, n &- sent) }
+            c.dropNoBuffer.add(UInt64(n &- sent))
+        }
+        if sent > 0 && ctx.eventMode { EventFD.signal(fd) }
+        b.pointee.removeAll()
+    }
+}
