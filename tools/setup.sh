@@ -18,6 +18,7 @@ PACKAGES=(
   prometheus                            # promtool: checks sluice-stat's Prometheus output
   systemd                               # systemd-analyze verify of tools/systemd/sluice.service
   isc-dhcp-client                       # dhclient -4/-6: DHCP clients of the router tests
+  dhcpcd-base                           # dhcpcd, copied into the router test's guests (DHCPv6)
 )
 
 missing=()
