@@ -95,6 +95,15 @@ final class RunningRouter: RunningElement {
             ports: members.map { RouterPortInfo(maxFrame: $0.config.mtu + 14) }, macs: bound,
             routes4: PrefixTable4([]), routes6: PrefixTable6([]), routerMAC: MACKey.from(mac.octets), global6: global6,
             punt: punt, puntFD: puntFD.raw))
+        if let s = nc.ipv4Subnet {
+            shared.pointee.subnet4 = s.address.value
+            shared.pointee.subnet4Mask = IPv4Prefix.mask(s.length)
+        }
+        if let p = nc.ipv6Prefix {
+            // Prefixes up to /64 (the config allows longer; their first 64 bits decide here).
+            shared.pointee.prefix6High = p.address.high
+            shared.pointee.prefix6Mask = IPv6Prefix.mask(min(p.length, 64)).0
+        }
         // Leases members still hold (a restart, a reload): routed again at once.
         let now = Self.realtimeSeconds()
         for l in leases.all {

@@ -144,7 +144,7 @@ public struct RouterQueue: PollSource, @unchecked Sendable {
         let j = table.lookup(dstIP)
         if j < 0 {
             icmp4Error(f, ihl: ihl, total: total, .noRoute, ctx, &dirty)
-            return drop(p, c.dropNoRoute, ctx)
+            return drop(p, shared.pointee.unroutable4(dstIP) ? c.dropOtherNetwork : c.dropNoRoute, ctx)
         }
         let ttl = f.load(fromByteOffset: 22, as: UInt8.self)
         if ttl <= 1 {
@@ -274,7 +274,7 @@ public struct RouterQueue: PollSource, @unchecked Sendable {
         let j = table.lookup(dstHigh, dstLow)
         if j < 0 {
             icmp6Error(f, payload: payload, .noRoute, ctx, &dirty)
-            return drop(p, c.dropNoRoute, ctx)
+            return drop(p, sw.pointee.unroutable6(dstHigh) ? c.dropOtherNetwork : c.dropNoRoute, ctx)
         }
         let hop = f.load(fromByteOffset: 21, as: UInt8.self)
         if hop <= 1 {

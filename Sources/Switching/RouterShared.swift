@@ -67,6 +67,16 @@ public struct RouterShared: @unchecked Sendable {
     public let punt: IndexRing
     /// Signalled after a punt, so the control loop wakes.
     public let puntFD: Int32
+    /// The network's own ranges (subnet, prefix; mask 0 = none): a destination outside
+    /// them and every routed prefix is in no network of this one (`drop.other_network`).
+    public var subnet4: UInt32 = 0, subnet4Mask: UInt32 = 0
+    public var prefix6High: UInt64 = 0, prefix6Mask: UInt64 = 0
+
+    /// `drop.other_network` (outside the network's ranges) or `drop.no_route` (inside them, no port).
+    @inlinable
+    public func unroutable4(_ a: UInt32) -> Bool { subnet4Mask == 0 || a & subnet4Mask != subnet4 }
+    @inlinable
+    public func unroutable6(_ high: UInt64) -> Bool { prefix6Mask == 0 || high & prefix6Mask != prefix6High }
 
     public init(ports infos: [RouterPortInfo], macs bound: [UInt64], routes4: PrefixTable4, routes6: PrefixTable6,
                 routerMAC: UInt64, global6: (UInt64, UInt64), punt: IndexRing, puntFD: Int32) {

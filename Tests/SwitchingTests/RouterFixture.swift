@@ -68,6 +68,11 @@ final class RouterFixture {
             macs: ports.map { $0.mac.map(MACKey.from) ?? 0 },
             routes4: PrefixTable4(routes4), routes6: PrefixTable6(routes6),
             routerMAC: MACKey.from(Self.routerMAC), global6: global6, punt: punt, puntFD: puntFD))
+        // The network's own ranges: 10.0.0.0/24 and fd00::/64 (the ports' addresses).
+        shared.pointee.subnet4 = 0x0A00_0000
+        shared.pointee.subnet4Mask = 0xFFFF_FF00
+        shared.pointee.prefix6High = 0xFD00_0000_0000_0000
+        shared.pointee.prefix6Mask = ~0
         let st = stats
         func counter(_ name: String) throws -> StatsCounter { st.counter(try st.lookup(name) ?? st.register(name), slot: 0) }
         var portCounters: [PortCounters] = []
