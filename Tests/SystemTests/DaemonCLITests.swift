@@ -31,7 +31,7 @@ final class DaemonCLITests: XCTestCase {
     }
 
     func testCheckAcceptsEveryExampleConfig() throws {
-        for name in ["p2p.ini", "switch.ini", "minimal.ini"] {
+        for name in ["p2p.ini", "switch.ini", "minimal.ini", "router.ini"] {
             let r = try run(["--check", "--config", repo.path + "/Configs/" + name, "--cores", "0"])
             XCTAssertEqual(r.status, 0, "\(name): \(r.err)")
             XCTAssertTrue(r.out.contains("OK"), r.out)
