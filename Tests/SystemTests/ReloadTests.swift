@@ -40,6 +40,7 @@ final class ReloadTests: XCTestCase {
         [port b]
         type = vhost-user
         socket = b.sock
+        queue-size = 1024
 
         [p2p ab]
         ports = a, b
@@ -51,6 +52,7 @@ final class ReloadTests: XCTestCase {
         [port s2]
         type = vhost-user
         socket = s2.sock
+        queue-size = 1024
 
         [switch keep]
         ports = s1, s2
@@ -156,9 +158,11 @@ final class ReloadTests: XCTestCase {
         let pid = daemon.processIdentifier
 
         let frames = 150_000, switched = 60_000
-        let (rx, rxOut) = try gen(["rx", "--socket", dir + "/b.sock", "--count", "\(frames)", "--check-sequence",
+        // Receivers with deep rings: a receiver the (shared) machine deschedules for a moment
+        // must not turn into drops that have nothing to do with the reloads.
+        let (rx, rxOut) = try gen(["rx", "--socket", dir + "/b.sock", "--queue-size", "1024", "--count", "\(frames)", "--check-sequence",
                                    "--timeout", "20", "--json"])
-        let (rx2, rx2Out) = try gen(["rx", "--socket", dir + "/s2.sock", "--count", "\(switched)", "--check-sequence",
+        let (rx2, rx2Out) = try gen(["rx", "--socket", dir + "/s2.sock", "--queue-size", "1024", "--count", "\(switched)", "--check-sequence",
                                      "--timeout", "20", "--json"])
         usleep(300_000)
         let (tx, _) = try gen(["tx", "--socket", dir + "/a.sock", "--count", "\(frames)", "--rate", "40000", "--size", "64"])
