@@ -66,6 +66,7 @@ final class RunningRouter: RunningElement {
         lastRA = members.map { _ in 0 }
         lastSolicit = members.map { _ in 0 }
         let mac = routerMAC(instance: plane.options.instance, network: nc.name)
+        plane.logger.info("network \(nc.name): router MAC \(mac)")
         service = NetworkServiceConfig(
             name: nc.name, ipv4Subnet: nc.ipv4Subnet, ipv6Prefix: nc.ipv6Prefix, dns4: nc.dns4, dns6: nc.dns6,
             domain: nc.domain, leaseTime: UInt32(nc.leaseTime), mtu: members.map(\.config.mtu).min() ?? 1500, routerMAC: mac)

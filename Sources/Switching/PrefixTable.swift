@@ -1,73 +1,101 @@
-/// Longest-prefix match over a fixed set of routes: one open-addressing hash table of
-/// (length, masked prefix) → port, probed once per distinct prefix length, longest
-/// first. A network has few lengths (the ports' /32 or /128, a routed /24 or /64), so a
-/// lookup is two or three probes. Built on the control thread, never changed after:
-/// a new route set is a new table swapped in while the workers are paused.
+/// IPv4 longest-prefix match over a fixed set of routes: a DIR-16-8-8 table. The top
+/// level has an entry per /16 (65,536 entries, 256 KiB); an entry either holds the port
+/// of the longest prefix covering that whole /16, or points to a group of 256 entries
+/// for the next 8 bits, whose entries again hold a port or point to a group for the last
+/// 8 bits. A lookup is one to three dependent loads whatever the number of routes or
+/// of distinct lengths. Built on the control thread, never changed after: a new route
+/// set is a new table swapped in while the workers are paused.
 public struct PrefixTable4: @unchecked Sendable, BitwiseCopyable {
-    /// Occupied slots hold `1 << 63 | length << 32 | prefix`.
-    @usableFromInline let keys: UnsafeMutablePointer<UInt64>
-    @usableFromInline let values: UnsafeMutablePointer<UInt16>
-    @usableFromInline let mask: Int
-    /// Distinct lengths, longest first.
-    @usableFromInline let lengths: UnsafeMutablePointer<UInt8>
-    @usableFromInline let lengthCount: Int
+    /// 65,536 entries: 0 = no route, `port + 1`, or `groupBit | group index`.
+    @usableFromInline let top: UnsafeMutablePointer<UInt32>
+    /// Groups of 256 entries, same encoding.
+    @usableFromInline let groups: UnsafeMutablePointer<UInt32>
+    public let groupCount: Int
 
-    /// `routes`: (prefix, length, port). A later duplicate of a (prefix, length) wins.
+    @usableFromInline static var groupBit: UInt32 { 0x8000_0000 }
+
+    /// `routes`: (prefix, length, port), length 0...32, port 0..<2^31 - 1. A later
+    /// duplicate of a (prefix, length) wins.
     public init(_ routes: [(prefix: UInt32, length: Int, port: Int)]) {
-        var capacity = 16
-        while capacity < routes.count * 2 { capacity <<= 1 }
-        keys = .allocate(capacity: capacity)
-        keys.initialize(repeating: 0, count: capacity)
-        values = .allocate(capacity: capacity)
-        values.initialize(repeating: 0, count: capacity)
-        mask = capacity - 1
-        let distinct = Array(Set(routes.map(\.length))).sorted(by: >)
-        lengths = .allocate(capacity: max(1, distinct.count))
-        for (i, l) in distinct.enumerated() { lengths[i] = UInt8(l) }
-        lengthCount = distinct.count
-        for r in routes {
-            let key = Self.key(r.prefix & Self.netmask(r.length), r.length)
-            var i = Self.hash(key) & mask
-            while keys[i] != 0 && keys[i] != key { i = (i + 1) & mask }
-            keys[i] = key
-            values[i] = UInt16(r.port)
+        var t = [UInt32](repeating: 0, count: 1 << 16)
+        var g: [UInt32] = []
+        // Shorter prefixes first (stable: a later duplicate comes later): each route then
+        // simply overwrites its whole range, groups included, since everything already
+        // there is no longer than it.
+        let ordered = routes.enumerated().sorted { ($0.element.length, $0.offset) < ($1.element.length, $1.offset) }
+        /// Entry `e` as a group index, making a group (filled with the entry's route) if it is none.
+        func group(of e: UInt32) -> (index: Int, entry: UInt32) {
+            if e & Self.groupBit != 0 { return (Int(e & ~Self.groupBit), e) }
+            let index = g.count >> 8
+            g.append(contentsOf: repeatElement(e, count: 256))
+            return (index, Self.groupBit | UInt32(index))
         }
+        /// Write `value` over `count` entries from `first` of group `gi` (or the top level),
+        /// into every group below them.
+        func paint(group gi: Int?, first: Int, count: Int, value: UInt32) {
+            for i in first..<(first + count) {
+                let e = gi.map { g[$0 << 8 | i] } ?? t[i]
+                if e & Self.groupBit != 0 {
+                    paint(group: Int(e & ~Self.groupBit), first: 0, count: 256, value: value)
+                } else if let gi {
+                    g[gi << 8 | i] = value
+                } else {
+                    t[i] = value
+                }
+            }
+        }
+        for (_, r) in ordered {
+            let length = min(max(r.length, 0), 32)
+            let a = r.prefix & Self.netmask(length)
+            let value = UInt32(truncatingIfNeeded: r.port &+ 1) & ~Self.groupBit
+            if length <= 16 {
+                paint(group: nil, first: Int(a >> 16), count: 1 << (16 - length), value: value)
+                continue
+            }
+            let hi = Int(a >> 16)
+            let (g2, e2) = group(of: t[hi])
+            t[hi] = e2
+            if length <= 24 {
+                paint(group: g2, first: Int(a >> 8 & 0xFF), count: 1 << (24 - length), value: value)
+                continue
+            }
+            let mid = g2 << 8 | Int(a >> 8 & 0xFF)
+            let (g3, e3) = group(of: g[mid])
+            g[mid] = e3
+            paint(group: g3, first: Int(a & 0xFF), count: 1 << (32 - length), value: value)
+        }
+        top = .allocate(capacity: t.count)
+        top.initialize(from: t, count: t.count)
+        groupCount = g.count >> 8
+        groups = .allocate(capacity: max(1, g.count))
+        groups.initialize(from: g, count: g.count)
     }
 
     public func destroy() {
-        keys.deallocate()
-        values.deallocate()
-        lengths.deallocate()
+        top.deallocate()
+        groups.deallocate()
     }
 
     @inlinable @inline(__always)
     static func netmask(_ length: Int) -> UInt32 { length == 0 ? 0 : ~UInt32(0) << UInt32(32 - length) }
 
-    @inlinable @inline(__always)
-    static func key(_ prefix: UInt32, _ length: Int) -> UInt64 { 1 << 63 | UInt64(length) << 32 | UInt64(prefix) }
-
-    @inlinable @inline(__always)
-    static func hash(_ key: UInt64) -> Int { Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 32) }
-
     /// The port of the longest prefix that holds `address` (host order), or -1.
-    @inlinable
+    @inlinable @inline(__always)
     public func lookup(_ address: UInt32) -> Int {
-        for k in 0..<lengthCount {
-            let length = Int(lengths[k])
-            let key = Self.key(address & Self.netmask(length), length)
-            var i = Self.hash(key) & mask
-            while true {
-                let slot = keys[i]
-                if slot == key { return Int(values[i]) }
-                if slot == 0 { break }
-                i = (i &+ 1) & mask
+        var e = top[Int(address >> 16)]
+        if e & Self.groupBit != 0 {
+            e = groups[Int(e & ~Self.groupBit) &<< 8 | Int(address >> 8 & 0xFF)]
+            if e & Self.groupBit != 0 {
+                e = groups[Int(e & ~Self.groupBit) &<< 8 | Int(address & 0xFF)]
             }
         }
-        return -1
+        return Int(e) &- 1
     }
 }
 
-/// The IPv6 twin of `PrefixTable4`: keys are the masked address halves plus the length.
+/// IPv6 longest-prefix match: one open-addressing hash table of (length, masked address)
+/// → port, probed once per distinct prefix length, longest first. A network has few
+/// lengths (the ports' /128, a routed /64), so a lookup is two or three probes.
 public struct PrefixTable6: @unchecked Sendable, BitwiseCopyable {
     /// Three words per slot: high, low, `1 << 63 | length << 16 | port` (0 = empty).
     @usableFromInline let slots: UnsafeMutablePointer<UInt64>

@@ -122,7 +122,7 @@ public struct RouterQueue: PollSource, @unchecked Sendable {
         if vihl >> 4 != 4 || ihl < 20 || total < ihl || 14 &+ total > len || 14 &+ ihl > len {
             return drop(p, c.dropMalformed, ctx)
         }
-        if onesComplementSum(f + 14, ihl) != 0xFFFF { return drop(p, c.dropMalformed, ctx) }
+        if !Self.headerSumIsValid(f + 14, ihl) { return drop(p, c.dropMalformed, ctx) }
         let srcIP = UInt32(bigEndian: f.loadUnaligned(fromByteOffset: 26, as: UInt32.self))
         let dstIP = UInt32(bigEndian: f.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
         let proto = f.load(fromByteOffset: 23, as: UInt8.self)
@@ -175,6 +175,22 @@ public struct RouterQueue: PollSource, @unchecked Sendable {
         MACKey.store(shared.pointee.routerMAC, f + 6)
         view.pointee.counters.routed.increment()
         stage(p, to: j, ctx, &dirty)
+    }
+
+    /// The IPv4 header checksum holds: the ones' complement sum of the `ihl` bytes (a
+    /// multiple of 4) is 0xFFFF. Summed as native 32-bit words and folded (RFC 1071: the
+    /// sum does not depend on word size or byte order, and 0xFFFF reads the same either
+    /// way) — five loads instead of the byte-pair loop of `onesComplementSum`.
+    @inlinable @inline(__always)
+    static func headerSumIsValid(_ h: UnsafeRawPointer, _ ihl: Int) -> Bool {
+        var sum: UInt64 = 0
+        var k = 0
+        while k < ihl { sum &+= UInt64(h.loadUnaligned(fromByteOffset: k, as: UInt32.self)); k &+= 4 }
+        sum = (sum & 0xFFFF_FFFF) &+ (sum >> 32)
+        sum = (sum & 0xFFFF_FFFF) &+ (sum >> 32)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        return sum == 0xFFFF
     }
 
     /// The source address belongs to this port (its /32 or a prefix routed to it).

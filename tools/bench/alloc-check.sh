@@ -25,6 +25,10 @@
 # worker.0.loops counter, sampled inside each window; testpmd: rte_vhost_dequeue_burst
 # calls / 2, one per stream).
 #
+# ELEMENT=router: sluice's [network] between the two ports (router-config.sh); the generator
+# replays routed frames from two net_pcap ports (an open loop: a router decrements the TTL,
+# so a closed loop would die out) and DPDK=0 is implied (no l3fwd under callgrind).
+#
 # Environment: WINDOW=10 IDLE=5 WARMUP=5 (seconds of valgrind time), SIZE=64,
 #   DPDK=1, DUT_CPU=1 GEN_CPU=0, SLUICE_BIN_DIR (default: swift build -c release),
 #   KEEP_LOGS=1 keeps the work directory (callgrind files included).
@@ -34,6 +38,8 @@ set -u
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 # shellcheck source=p2p-config.sh
 . "$root/tools/bench/p2p-config.sh"
+# shellcheck source=router-config.sh
+. "$root/tools/bench/router-config.sh"
 out="${1:-$root/tools/bench/results-alloc.md}"
 WINDOW=${WINDOW:-10}; IDLE=${IDLE:-5}; WARMUP=${WARMUP:-5}; SIZE=${SIZE:-64}; DPDK=${DPDK:-1}
 DUT_CPU=${DUT_CPU:-1}; GEN_CPU=${GEN_CPU:-0}
@@ -109,7 +115,16 @@ stat_value() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1"; }
 # MACs and name each other as peers), switch-tap (every frame flooded: the peers are
 # unknown, and a tap port gets a copy of each).
 ELEMENT=${ELEMENT:-p2p}
-write_p2p_config "$work/p2p.ini" "$DUT_CPU" "$work" "$instance" "$ELEMENT"
+if [ "$ELEMENT" = router ]; then
+    DPDK=0
+    write_router_config "$work/p2p.ini" "$DUT_CPU" "$work" "$instance"
+    rmac=$(router_mac "$instance" "$RT_NETWORK")
+    write_route_pcap "$work/p0.pcap" "$RT_GEN_MAC0" "$rmac" 198.18.0.1 198.18.1.0 "$SIZE" \
+        && write_route_pcap "$work/p1.pcap" "$RT_GEN_MAC1" "$rmac" 198.18.1.1 198.18.0.0 "$SIZE" \
+        || { echo "cannot write the generator's frames" >&2; exit 1; }
+else
+    write_p2p_config "$work/p2p.ini" "$DUT_CPU" "$work" "$instance" "$ELEMENT"
+fi
 GEN_MACS=""; GEN_PEERS=""
 case "$ELEMENT" in
     switch) GEN_MACS=1; GEN_PEERS="--eth-peer=0,02:00:00:00:0a:01 --eth-peer=1,02:00:00:00:0a:00" ;;
@@ -124,6 +139,11 @@ VG="taskset -c $DUT_CPU valgrind --tool=callgrind --separate-threads=yes"
 SLUICE_CMD="$VG --toggle-collect=$TOGGLE --callgrind-out-file=$work/sluice.cg $SLUICE --config $work/p2p.ini --cores $DUT_CPU --poll 0"
 TESTPMD_CMD="$VG --callgrind-out-file=$work/dpdk.cg dpdk-testpmd --lcores 0@$DUT_CPU,1@$DUT_CPU --no-pci --no-huge -m 512 --file-prefix $dut_prefix --vdev net_vhost0,iface=$S0,queues=1 --vdev net_vhost1,iface=$S1,queues=1 -- -i --total-num-mbufs=16384 --forward-mode=io"
 GEN_CMD="dpdk-testpmd --lcores 0@$DUT_CPU,1@$GEN_CPU --no-pci --no-huge -m 512 --single-file-segments --file-prefix $gen_prefix --vdev net_virtio_user0,path=$S0,queues=1$mac0 --vdev net_virtio_user1,path=$S1,queues=1$mac1 -- -i --total-num-mbufs=16384 $GEN_PEERS"
+GEN_START="set txpkts $SIZE ; set fwd io ; start tx_first 1"
+if [ "$ELEMENT" = router ]; then
+    GEN_CMD="$(router_gen_cmd "$GEN_CPU" "$DUT_CPU" "$gen_prefix" "$work/p0.pcap" "$work/p1.pcap" "$S0" "$S1")"
+    GEN_START="set fwd io ; start"
+fi
 
 start_gen() {
     mkfifo "$work/gen.in"
@@ -131,7 +151,7 @@ start_gen() {
     GEN_PID=$!
     exec 3>"$work/gen.in"; rm -f "$work/gen.in"
     wait_for 60 log_has "$work/$1.gen.log" "Checking link statuses" || { echo "generator did not start" >&2; tail "$work/$1.gen.log" >&2; return 1; }
-    echo "set txpkts $SIZE" >&3; echo "set fwd io" >&3; echo "start tx_first 1" >&3
+    echo "$GEN_START" | tr ';' '\n' | sed 's/^ *//' >&3
 }
 
 # measure OUTER-BEFORE INNER-BEFORE INNER-AFTER OUTER-AFTER [IDLE-BEFORE IDLE-AFTER]:
@@ -292,7 +312,12 @@ demangle() { if command -v swift >/dev/null; then swift demangle --simplified 2>
     echo "the machine is shared with other people's builds and tests — callgrind counts instructions,"
     echo "so the counts below do not depend on that load)."
     echo "sluice $(cd "$root" && git rev-parse --short HEAD 2>/dev/null) work tree (binary from \`$bindir\`, built $(date -u -r "$bindir/sluice" '+%H:%M:%S UTC'));"
-    echo "${SIZE}-byte frames looped by testpmd (\`set fwd io\`, \`start tx_first 1\`) through the DUT;"
+    if [ "$ELEMENT" = router ]; then
+        echo "${SIZE}-byte frames (FCS excluded) routed by sluice's [network $RT_NETWORK], offered by testpmd replaying"
+        echo "them from two net_pcap ports (router-config.sh: 198.18.0.1 → 198.18.1.x and back), \`set fwd io\`, \`start\`;"
+    else
+        echo "${SIZE}-byte frames looped by testpmd (\`set fwd io\`, \`start tx_first 1\`) through the DUT;"
+    fi
     echo "busy window ${WINDOW} s and idle window ${IDLE} s of valgrind time after ${WARMUP} s of warm-up."
     echo "Sluice frames forwarded in the busy window (port tx_packets, both ports): $s_fwd; frames taken"
     echo "between samples just inside the callgrind window: $s_packets, just outside it: $s_outer"
@@ -313,7 +338,7 @@ demangle() { if command -v swift >/dev/null; then swift demangle --simplified 2>
     echo "$SLUICE_CMD"
     [ "$DPDK" = 1 ] && echo "$TESTPMD_CMD   # then: start"
     echo "$GEN_CMD"
-    echo "  set txpkts $SIZE ; set fwd io ; start tx_first 1"
+    echo "  $GEN_START"
     echo "callgrind_control --zero PID ; (window) ; callgrind_control --dump=busy PID"
     echo "  (generator: stop) ; callgrind_control --zero PID ; (idle) ; callgrind_control --dump=idle PID"
     echo '```'

@@ -12,6 +12,7 @@ let usage = """
            sluice-bench mempool [--cores 1,2] [--bulk 1,32] [--keep 32,128]
                                 [--seconds 5] [--pool-size 2047] [--cpus 0,1]
            sluice-bench mactable [--entries 1,4000] [--max-macs 4096] [--ops 20000000] [--cpu 1]
+           sluice-bench lpm --depths N1,...,N32 [--batches 1024] [--cpu 1] [--seed 1]
 
       ring     single, burst, bulk and empty enq/deq on one core (cycles per enq+deq
                turn), bulk on two cores (producer on the first cpu, consumer on the
@@ -20,6 +21,9 @@ let usage = """
                per-thread cache; buffers per second summed over cores
       mactable the switch's MacTable: learn of a known source key (cycling over the
                learned entries) + lookup of a known destination; cycles and ns per op
+      lpm      the router's IPv4 prefix table (PrefixTable4): N1...N32 random prefixes of
+               length 1...32, then single lookups of random addresses in batches of
+               4096 (as DPDK's lpm_perf_autotest); cycles per lookup
     """
 
 /// Hand-parsed `--name value` options (no ArgumentParser: this tool stays small).
@@ -82,6 +86,12 @@ func runMain() throws(BenchError) {
                           maxMACs: Int(try o.number("max-macs", default: 4096)),
                           ops: Int(try o.number("ops", default: 20_000_000)),
                           cpu: try o.list("cpu", default: [1])[0]).run()
+    case "lpm":
+        let o = try Options(rest, allowed: ["depths", "batches", "cpu", "seed"])
+        let depths = try o.list("depths", default: [])
+        if depths.isEmpty { throw BenchError("lpm needs --depths N1,...,N32\n\(usage)") }
+        try LpmBench(depths: depths, batches: Int(try o.number("batches", default: 1024)),
+                     cpu: try o.list("cpu", default: [1])[0], seed: UInt64(try o.list("seed", default: [1])[0])).run()
     case "-h", "--help", "help":
         print(usage)
     default:
