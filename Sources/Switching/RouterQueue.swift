@@ -50,7 +50,7 @@ public struct RouterQueue: PollSource, @unchecked Sendable {
     public func poll(_ ctx: WorkerContext) -> Int {
         var work = 0
         let counters = view.pointee.portCounters[port]
-        if let ring = inbound {
+        if let ring = inbound, ring.count > 0 {
             var handed = PacketBatch()
             let n = handed.withIndices { ring.dequeueBurst($0, PacketBatch.capacity) }
             if n > 0 {
