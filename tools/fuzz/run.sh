@@ -81,7 +81,8 @@ target_desc_chain() {
 # committed files, written by `swift tools/fuzz/switch-classify/make-seeds.swift DIR`.
 target_switch_classify() {
     MODULES=("Platform=Sources/Platform/*.swift" "Memory=Sources/Memory/*.swift" "Stats=Sources/Stats/*.swift"
-             "Virtio=Sources/Virtio/*.swift" "Ports=Sources/Ports/*.swift" "Switching=Sources/Switching/*.swift")
+             "Virtio=Sources/Virtio/*.swift" "Ports=Sources/Ports/*.swift" "Switching=Sources/Switching/*.swift"
+             "FuzzGuest=tools/fuzz/common/FuzzGuest.swift")
     ENTRY=tools/fuzz/switch-classify/Fuzz.swift
     SEEDS=
     CSHIM=yes
@@ -93,6 +94,7 @@ target_switch_classify() {
 target_router() {
     MODULES=("Platform=Sources/Platform/*.swift" "Memory=Sources/Memory/*.swift" "Stats=Sources/Stats/*.swift"
              "Virtio=Sources/Virtio/*.swift" "Ports=Sources/Ports/*.swift" "Switching=Sources/Switching/*.swift"
+             "FuzzGuest=tools/fuzz/common/FuzzGuest.swift"
              "RouterFuzzModel=tools/fuzz/router/Model.swift tools/fuzz/router/Oracle.swift")
     ENTRY=tools/fuzz/router/Fuzz.swift
     SEEDS=
