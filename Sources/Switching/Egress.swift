@@ -85,3 +85,41 @@ public struct Egress: BitwiseCopyable, @unchecked Sendable {
         b.pointee.removeAll()
     }
 }
+
+/// A poll source that serves one queue of one port of a forwarding element (a switch or
+/// a router): it receives from the port, transmits to it, and (on queue 0) drains the ring
+/// other workers and the control thread fill for the port. The notification, wake-up and
+/// settle duties are the same for every such source.
+public protocol PortQueueSource: PollSource {
+    var rx: PortRx { get }
+    var tx: PortTx { get }
+    var inbound: IndexRing? { get }
+}
+
+extension PortQueueSource {
+    public func setNotifications(_ on: Bool) { rx.setNotifications(on) }
+
+    public func hasPendingWork() -> Bool {
+        if let r = inbound, r.count > 0 { return true }
+        return rx.hasPendingWork()
+    }
+
+    /// Both kicks of the port's queue pair are on this worker's epoll.
+    public func drainWakeups() { rx.drainWakeups(); tx.drainWakeups() }
+
+    public func settle() { rx.settle(); tx.settle() }
+
+    /// Hand frames queued for the port (by other workers, or the control thread) to its
+    /// transmit side. Returns how many.
+    @inlinable
+    public func drainInbound(_ ctx: WorkerContext, _ counters: PortCounters) -> Int {
+        guard let ring = inbound, ring.count > 0 else { return 0 }
+        var handed = PacketBatch()
+        let n = handed.withIndices { ring.dequeueBurst($0, PacketBatch.capacity) }
+        if n > 0 {
+            handed.count = n
+            _ = tx.transmit(&handed, ctx, counters)
+        }
+        return n
+    }
+}

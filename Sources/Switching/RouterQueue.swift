@@ -12,7 +12,7 @@ import Virtio
 /// and neighbour discovery to the control thread, and routes the rest: longest-prefix
 /// match, TTL/hop limit, MACs rewritten. Every frame ends sent or with a drop reason.
 @frozen
-public struct RouterQueue: PollSource, @unchecked Sendable {
+public struct RouterQueue: PortQueueSource, @unchecked Sendable {
     public let shared: UnsafeMutablePointer<RouterShared>
     public let view: UnsafeMutablePointer<RouterWorkerView>
     /// The network's index of this port.
@@ -38,27 +38,12 @@ public struct RouterQueue: PollSource, @unchecked Sendable {
     }
 
     public func release() { puntBucket.deallocate() }
-    public func setNotifications(_ on: Bool) { rx.setNotifications(on) }
-    public func hasPendingWork() -> Bool {
-        if let r = inbound, r.count > 0 { return true }
-        return rx.hasPendingWork()
-    }
-    public func drainWakeups() { rx.drainWakeups(); tx.drainWakeups() }
-    public func settle() { rx.settle(); tx.settle() }
 
     @inlinable
     public func poll(_ ctx: WorkerContext) -> Int {
         var work = 0
         let counters = view.pointee.portCounters[port]
-        if let ring = inbound, ring.count > 0 {
-            var handed = PacketBatch()
-            let n = handed.withIndices { ring.dequeueBurst($0, PacketBatch.capacity) }
-            if n > 0 {
-                handed.count = n
-                _ = tx.transmit(&handed, ctx, counters)
-                work &+= n
-            }
-        }
+        work &+= drainInbound(ctx, counters)
         var batch = PacketBatch()
         let taken = rx.receive(into: &batch, limit: PacketBatch.capacity, ctx, counters)
         if taken == 0 {

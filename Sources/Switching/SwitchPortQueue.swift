@@ -10,7 +10,7 @@ import Virtio
 /// classifies it (VLAN, learning, lookup) and stages every frame for its
 /// destination(s), and sends each destination its frames in one burst.
 @frozen
-public struct SwitchPortQueue: PollSource, @unchecked Sendable {
+public struct SwitchPortQueue: PortQueueSource, @unchecked Sendable {
     public let shared: UnsafeMutablePointer<SwitchShared>
     public let view: UnsafeMutablePointer<SwitchWorkerView>
     /// The switch's index of this port.
@@ -31,30 +31,11 @@ public struct SwitchPortQueue: PollSource, @unchecked Sendable {
 
     public func release() { floodState.deallocate() }
 
-    public func setNotifications(_ on: Bool) { rx.setNotifications(on) }
-
-    public func hasPendingWork() -> Bool {
-        if let r = inbound, r.count > 0 { return true }
-        return rx.hasPendingWork()
-    }
-
-    public func drainWakeups() { rx.drainWakeups(); tx.drainWakeups() }
-
-    public func settle() { rx.settle(); tx.settle() }
-
     @inlinable
     public func poll(_ ctx: WorkerContext) -> Int {
         var work = 0
         let counters = view.pointee.portCounters[port]
-        if let ring = inbound, ring.count > 0 {
-            var handed = PacketBatch()
-            let n = handed.withIndices { ring.dequeueBurst($0, PacketBatch.capacity) }
-            if n > 0 {
-                handed.count = n
-                _ = tx.transmit(&handed, ctx, counters)
-                work &+= n
-            }
-        }
+        work &+= drainInbound(ctx, counters)
         let info = shared.pointee.ports[port]
         if case .vhost(let vrx) = rx, !info.trunk && !info.monitor && shared.pointee.monitorCount == 0 {
             return work &+ pollVhostDirect(vrx, info, ctx, counters)
