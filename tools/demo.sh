@@ -3,7 +3,9 @@
 # attach two virtio-net "VMs" (sluice-gen, our in-process vhost-user front-end),
 # send frames from one to the other through the p2p link, and read the live
 # counters with sluice-stat; then (as root) two network namespaces ping each other
-# through a learning switch of two tap ports. Installs what it needs on first run.
+# through a learning switch of two tap ports, and two more get their addresses from
+# sluice's DHCP server and ping each other through its router. Installs what it needs
+# on first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
@@ -76,5 +78,49 @@ ip netns exec "$NS1" ping -c 3 -i 0.2 -W 1 10.250.0.2
 echo "demo: the switch's MAC table (sluice-stat --fdb br0):"
 "$BIN/sluice-stat" --instance demo-switch --fdb br0
 "$BIN/sluice-stat" --instance demo-switch --filter switch.
+kill -TERM "$SLUICE_PID"; wait "$SLUICE_PID"; SLUICE_PID=""
+ip netns del "$NS1"; ip netns del "$NS2"
+
+# Part 3: a routed network. Two namespaces behind tap ports of [network demo] ask sluice's
+# DHCP server for an address (dhclient), apply the /32 and option 121 routes it gives, and
+# ping the gateway and each other through the router; the leases are read from shared memory.
+NETCONF=$(mktemp /tmp/sluice-demo-router.XXXXXX.ini)
+STATE=$(mktemp -d /tmp/sluice-demo-state.XXXXXX)
+cleanup_router() {
+  cleanup_switch
+  for i in 1 2; do [ -f "$STATE/dhclient$i.pid" ] && kill "$(cat "$STATE/dhclient$i.pid")" 2>/dev/null || true; done
+  rm -rf "$NETCONF" "$STATE"
+}
+trap cleanup_router EXIT
+printf '%s\n' "[dataplane]" "instance = demo-router" "state-dir = $STATE" \
+  "[network demo]" "ports = h1, h2" "ipv4-subnet = 10.251.0.0/24" "dns = 10.251.0.53" "domain = demo.internal" \
+  "[port h1]" "type = tap" "interface = $T1" "[port h2]" "type = tap" "interface = $T2" >"$NETCONF"
+echo "demo: sluice --config $NETCONF --cores $CORE  (a [network]: one gateway, DHCP, routing between the ports)"
+"$BIN/sluice" --config "$NETCONF" --cores "$CORE" &
+SLUICE_PID=$!
+for _ in $(seq 50); do ip link show "$T2" >/dev/null 2>&1 && break; sleep 0.1; done
+printf '#!/bin/sh\n[ "$reason" = BOUND ] && echo "$new_ip_address" > "%s/address.$interface"\nexit 0\n' "$STATE" >"$STATE/script"
+chmod +x "$STATE/script"
+ADDRS=()
+for i in 1 2; do
+  ns=sl-demo$i; tap=sl-demo-t$i
+  ip netns add "$ns"
+  ip link set "$tap" netns "$ns"
+  ip -n "$ns" link set "$tap" address "02:00:00:00:de:1$i"
+  ip -n "$ns" link set "$tap" up
+  ip netns exec "$ns" dhclient -4 -1 -sf "$STATE/script" -lf "$STATE/dhclient$i.leases" -pf "$STATE/dhclient$i.pid" "$tap" \
+    >"$STATE/dhclient$i.log" 2>&1 </dev/null
+  a=$(cat "$STATE/address.$tap")
+  echo "demo: $ns got $a/32 from sluice's DHCP server"
+  ip -n "$ns" addr add "$a/32" dev "$tap"
+  ip -n "$ns" route add 169.254.0.1/32 dev "$tap"
+  ip -n "$ns" route add default via 169.254.0.1 dev "$tap"
+  ADDRS+=("$a")
+done
+ip netns exec "$NS1" ping -c 2 -i 0.2 -W 1 169.254.0.1
+ip netns exec "$NS1" ping -c 3 -i 0.2 -W 1 "${ADDRS[1]}"
+echo "demo: the leases (sluice-stat --leases demo):"
+"$BIN/sluice-stat" --instance demo-router --leases demo
+"$BIN/sluice-stat" --instance demo-router --filter network.demo.
 kill -TERM "$SLUICE_PID"; wait "$SLUICE_PID"; SLUICE_PID=""
 echo "demo: done"

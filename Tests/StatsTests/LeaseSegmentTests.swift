@@ -81,6 +81,9 @@ final class LeaseSegmentTests: XCTestCase {
                 let rows = (0..<Int(n % 64)).map { LeaseRow(mac: [2, 0, 0, 0, n, UInt8($0)], ipv4: [10, 0, n, UInt8($0)], port: "p\(n)",
                                                            expiry4: UInt64(n), bound4: true) }
                 segment.publish(rows, now: UInt64(n))
+                // The daemon publishes on lease changes, not back to back: a short pause keeps
+                // the race (a read takes about as long) without starving the reader on a busy CI core.
+                usleep(20)
             }
         }
         writer.start()
