@@ -84,6 +84,8 @@ ip netns del "$NS1"; ip netns del "$NS2"
 # Part 3: a routed network. Two namespaces behind tap ports of [network demo] ask sluice's
 # DHCP server for an address (dhclient), apply the /32 and option 121 routes it gives, and
 # ping the gateway and each other through the router; the leases are read from shared memory.
+# The ports name their MACs: a port without `mac` is bound to the first source MAC it sends,
+# and a new tap's kernel side speaks (IPv6 DAD, MLD) from a random MAC before we set ours.
 NETCONF=$(mktemp /tmp/sluice-demo-router.XXXXXX.ini)
 STATE=$(mktemp -d /tmp/sluice-demo-state.XXXXXX)
 cleanup_router() {
@@ -94,7 +96,8 @@ cleanup_router() {
 trap cleanup_router EXIT
 printf '%s\n' "[dataplane]" "instance = demo-router" "state-dir = $STATE" \
   "[network demo]" "ports = h1, h2" "ipv4-subnet = 10.251.0.0/24" "dns = 10.251.0.53" "domain = demo.internal" \
-  "[port h1]" "type = tap" "interface = $T1" "[port h2]" "type = tap" "interface = $T2" >"$NETCONF"
+  "[port h1]" "type = tap" "interface = $T1" "mac = 02:00:00:00:de:11" \
+  "[port h2]" "type = tap" "interface = $T2" "mac = 02:00:00:00:de:12" >"$NETCONF"
 echo "demo: sluice --config $NETCONF --cores $CORE  (a [network]: one gateway, DHCP, routing between the ports)"
 "$BIN/sluice" --config "$NETCONF" --cores "$CORE" &
 SLUICE_PID=$!
