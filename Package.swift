@@ -21,7 +21,7 @@ let package = Package(
         // C shim: pause, rdtsc, atomics on raw memory, CPU_SET, SCM_RIGHTS, libnuma, libhugetlbfs.
         .target(
             name: "CSluice",
-            linkerSettings: [.linkedLibrary("numa"), .linkedLibrary("hugetlbfs")]
+            linkerSettings: [.linkedLibrary("numa"), .linkedLibrary("hugetlbfs"), .linkedLibrary("uring")]
         ),
         // Pure modules: depend on nothing.
         .target(name: "Config"),
@@ -35,11 +35,13 @@ let package = Package(
         .target(name: "Ports", dependencies: ["Virtio", "Memory", "Stats", "Platform", "CSluice"], swiftSettings: hot),
         // Services: the control-plane answers of a [network] (DHCPv4/v6, NDP, RA) and its leases.
         .target(name: "Services", dependencies: ["Config", "Platform"]),
+        // Block: virtio-blk requests, the io_uring file backend, GPT, the blk queue a worker polls.
+        .target(name: "Block", dependencies: ["Ports", "Virtio", "Stats", "Platform", "CSluice"], swiftSettings: hot),
         .target(name: "Switching", dependencies: ["Ports", "Virtio", "VhostUser", "Memory", "Stats", "Platform", "CSluice"], swiftSettings: hot),
         .target(
             name: "Engine",
             dependencies: [
-                "Config", "Platform", "Memory", "Stats", "Virtio", "VhostUser", "Ports", "Switching", "Services", "CSluice",
+                "Config", "Platform", "Memory", "Stats", "Virtio", "VhostUser", "Ports", "Switching", "Services", "Block", "CSluice",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: hot

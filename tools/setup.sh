@@ -19,6 +19,8 @@ PACKAGES=(
   systemd                               # systemd-analyze verify of tools/systemd/sluice.service
   isc-dhcp-client                       # dhclient -4/-6: DHCP clients of the router tests
   dhcpcd-base                           # dhcpcd, copied into the router test's guests (DHCPv6)
+  liburing-dev                          # io_uring: the blk file backend
+  gdisk fdisk                           # sgdisk/sfdisk: GPT images of the blk tests
 )
 
 missing=()
