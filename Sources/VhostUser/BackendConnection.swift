@@ -4,7 +4,7 @@ import Platform
 /// applies it (the device), answers. A malformed message ends this connection only.
 public final class VhostUserBackendConnection: @unchecked Sendable {
     public let channel: VhostUserChannel
-    public let device: VhostNetDevice
+    public let device: VhostUserDevice
 
     public enum Result: Equatable {
         /// A message was handled (`failure` is set when the device refused it).
@@ -19,11 +19,11 @@ public final class VhostUserBackendConnection: @unchecked Sendable {
     public private(set) var lastRequest: UInt32 = 0
 
     /// Takes ownership of the connected socket `fd`.
-    public convenience init(fd: Int32, device: VhostNetDevice) {
+    public convenience init(fd: Int32, device: VhostUserDevice) {
         self.init(owning: OwnedFD(adopting: fd), device: device)
     }
 
-    public init(owning socket: consuming OwnedFD, device: VhostNetDevice) {
+    public init(owning socket: consuming OwnedFD, device: VhostUserDevice) {
         channel = VhostUserChannel(owning: socket)
         device.beginConnection()
         self.device = device

@@ -26,15 +26,18 @@
 ///
 /// So: CONFIG is offered when SET_OWNER arrived before the connection's first
 /// GET_PROTOCOL_FEATURES, never otherwise; later GET_PROTOCOL_FEATURES on the
-/// same connection get the same answer.
+/// same connection get the same answer. A device whose front-ends need the config
+/// space (vhost-user-blk: QEMU reads the capacity with GET_CONFIG) always offers it.
 public struct ProtocolFeatureOffer: Sendable, Equatable {
     public let supported: VhostUserProtocolFeature
+    public let alwaysOfferConfig: Bool
     private var sawSetOwner = false
     /// The offer made by the connection's first GET_PROTOCOL_FEATURES (nil before it).
     public private(set) var decided: VhostUserProtocolFeature?
 
-    public init(supported: VhostUserProtocolFeature) {
+    public init(supported: VhostUserProtocolFeature, alwaysOfferConfig: Bool = false) {
         self.supported = supported
+        self.alwaysOfferConfig = alwaysOfferConfig
     }
 
     /// SET_OWNER arrived.
@@ -44,7 +47,7 @@ public struct ProtocolFeatureOffer: Sendable, Equatable {
     public mutating func offer() -> VhostUserProtocolFeature {
         if let decided { return decided }
         var offer = supported
-        if !sawSetOwner { offer.remove(.config) }
+        if !sawSetOwner && !alwaysOfferConfig { offer.remove(.config) }
         decided = offer
         return offer
     }

@@ -40,6 +40,16 @@ public struct VirtqueueState {
     public var mergeable = false
     /// Set when anything about the guest is broken beyond a single bad descriptor.
     public var broken = false
+    /// Inflight tracking (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD): this queue's region of the
+    /// area shared with the front-end (`InflightRegion` layout), nil when not tracked.
+    public var inflight: UnsafeMutableRawPointer? = nil
+    /// Requests taken so far on this queue (orders a resubmission after a restart).
+    public var inflightCounter: UInt64 = 0
+    /// Heads a previous back-end took and never finished, oldest first: served before
+    /// anything new in the avail ring (`resubmitNext` of `resubmitCount` done).
+    public var resubmit: UnsafeMutablePointer<UInt16>? = nil
+    public var resubmitCount: Int = 0
+    public var resubmitNext: Int = 0
 
     public init() {}
 

@@ -9,13 +9,13 @@ import XCTest
 /// A back-end connection driven over a socketpair by a hand-written front-end:
 /// replies, REPLY_ACK, fds across the socket, and malformed input.
 final class BackendConnectionTests: XCTestCase {
-    private var device: VhostNetDevice!
+    private var device: VhostUserDevice!
     private var backend: VhostUserBackendConnection!
     private var front: VhostUserChannel!
 
     override func setUpWithError() throws {
         let (a, b) = try VhostUserChannel.socketPair()
-        device = VhostNetDevice(spec: Backend.spec())
+        device = VhostUserDevice(net: Backend.spec())
         backend = VhostUserBackendConnection(fd: a, device: device)
         front = VhostUserChannel(fd: b)
         front.ioTimeoutMilliseconds = 1000

@@ -49,26 +49,26 @@ enum Backend {
     }
 }
 
-func isDone(_ o: VhostNetDevice.Outcome) -> Bool { if case .done = o { return true } else { return false } }
-func failureOf(_ o: VhostNetDevice.Outcome) -> String? { if case .failed(let why) = o { return why } else { return nil } }
-func replyOf(_ o: VhostNetDevice.Outcome) -> VhostUserReply? { if case .reply(let r) = o { return r } else { return nil } }
+func isDone(_ o: VhostUserDevice.Outcome) -> Bool { if case .done = o { return true } else { return false } }
+func failureOf(_ o: VhostUserDevice.Outcome) -> String? { if case .failed(let why) = o { return why } else { return nil } }
+func replyOf(_ o: VhostUserDevice.Outcome) -> VhostUserReply? { if case .reply(let r) = o { return r } else { return nil } }
 
-func XCTAssertDone(_ o: VhostNetDevice.Outcome, _ what: String = "", file: StaticString = #filePath, line: UInt = #line) {
+func XCTAssertDone(_ o: VhostUserDevice.Outcome, _ what: String = "", file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertTrue(isDone(o), "\(what): expected .done, got \(o)", file: file, line: line)
 }
 
-func XCTAssertFailed(_ o: VhostNetDevice.Outcome, _ what: String = "", file: StaticString = #filePath, line: UInt = #line) {
+func XCTAssertFailed(_ o: VhostUserDevice.Outcome, _ what: String = "", file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertNotNil(failureOf(o), "\(what): expected .failed, got \(o)", file: file, line: line)
 }
 
 /// A device with memory mapped and queue pair 0 running, as QEMU leaves it.
 struct RunningDevice {
-    let device: VhostNetDevice
+    let device: VhostUserDevice
     let kicks: [Int32]
     let calls: [Int32]
 
     init(spec: NetDeviceSpec = Backend.spec(), features: UInt64 = Backend.linuxFeatures, protocolFeatures: Bool = false) throws {
-        device = VhostNetDevice(spec: spec)
+        device = VhostUserDevice(net: spec)
         XCTAssertDone(device.handle(.setFeatures(features | (protocolFeatures ? VirtioFeature.protocolFeatures : 0))), "SET_FEATURES")
         let fd = try Backend.memfd(1 << 20)
         XCTAssertDone(device.handle(.setMemTable([Backend.region()], fds: [fd])), "SET_MEM_TABLE")
@@ -92,7 +92,7 @@ struct RunningDevice {
 
 final class BackendNetDeviceTests: XCTestCase {
     func testOfferedFeatures() {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         guard case .u64(let f)? = replyOf(d.handle(.getFeatures)) else { return XCTFail("GET_FEATURES reply") }
         XCTAssertEqual(f, d.offeredFeatures)
         for bit in [VirtioFeature.version1, VirtioFeature.netMrgRxbuf, VirtioFeature.netCsum, VirtioFeature.netGuestCsum,
@@ -101,13 +101,13 @@ final class BackendNetDeviceTests: XCTestCase {
             XCTAssertNotEqual(f & bit, 0, "bit \(bit.trailingZeroBitCount) offered")
         }
         XCTAssertEqual(f & VirtioFeature.netMQ, 0, "no MQ with one queue pair")
-        XCTAssertEqual(VhostNetDevice(spec: Backend.spec(mac: nil)).offeredFeatures & VirtioFeature.netMAC, 0)
-        XCTAssertNotEqual(VhostNetDevice(spec: Backend.spec(queuePairs: 4)).offeredFeatures & VirtioFeature.netMQ, 0)
-        XCTAssertEqual(VhostNetDevice(spec: Backend.spec(queuePairs: 4)).queues.count, 8)
+        XCTAssertEqual(VhostUserDevice(net: Backend.spec(mac: nil)).offeredFeatures & VirtioFeature.netMAC, 0)
+        XCTAssertNotEqual(VhostUserDevice(net: Backend.spec(queuePairs: 4)).offeredFeatures & VirtioFeature.netMQ, 0)
+        XCTAssertEqual(VhostUserDevice(net: Backend.spec(queuePairs: 4)).queues.count, 8)
     }
 
     func testSetFeaturesAppliesToEveryQueue() {
-        let d = VhostNetDevice(spec: Backend.spec(queuePairs: 2))
+        let d = VhostUserDevice(net: Backend.spec(queuePairs: 2))
         XCTAssertDone(d.handle(.setFeatures(Backend.linuxFeatures)))
         XCTAssertEqual(d.ackedFeatures, Backend.linuxFeatures)
         for q in d.queues {
@@ -125,7 +125,7 @@ final class BackendNetDeviceTests: XCTestCase {
     }
 
     func testSetFeaturesRefusesBitsNotOffered() {
-        let d = VhostNetDevice(spec: Backend.spec(mac: nil))
+        let d = VhostUserDevice(net: Backend.spec(mac: nil))
         XCTAssertDone(d.handle(.setFeatures(VirtioFeature.version1)))
         for bit: UInt64 in [6, 7, 11, 14, 17, 21, 22, 5, 33, 34, 63] {
             let o = d.handle(.setFeatures(VirtioFeature.version1 | (1 << bit)))
@@ -135,10 +135,10 @@ final class BackendNetDeviceTests: XCTestCase {
     }
 
     func testProtocolFeatures() {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         XCTAssertDone(d.handle(.setOwner))   // SET_OWNER first: CONFIG is offered too (ProtocolFeatureOfferTests)
         guard case .u64(let p)? = replyOf(d.handle(.getProtocolFeatures)) else { return XCTFail() }
-        XCTAssertEqual(p, VhostNetDevice.supportedProtocolFeatures.rawValue)
+        XCTAssertEqual(p, VhostUserDevice(net: Backend.spec()).protocolOffer.supported.rawValue)
         XCTAssertDone(d.handle(.setProtocolFeatures(p)))
         XCTAssertTrue(d.replyAck)
         for f: VhostUserProtocolFeature in [.logSHMFD, .backendReq, .inflightSHMFD, .pagefault, .hostNotifier, .deviceState] {
@@ -148,7 +148,7 @@ final class BackendNetDeviceTests: XCTestCase {
     }
 
     func testSimpleQueries() {
-        let d = VhostNetDevice(spec: Backend.spec(queuePairs: 3, maxRegions: 5, mtu: 9000))
+        let d = VhostUserDevice(net: Backend.spec(queuePairs: 3, maxRegions: 5, mtu: 9000))
         guard case .u64(let n)? = replyOf(d.handle(.getQueueNum)) else { return XCTFail() }
         XCTAssertEqual(n, 3)
         guard case .u64(let slots)? = replyOf(d.handle(.getMaxMemSlots)) else { return XCTFail() }
@@ -164,7 +164,7 @@ final class BackendNetDeviceTests: XCTestCase {
     // MARK: Memory table
 
     func testSetMemTableMapsTheRegions() throws {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         let a = try Backend.memfd(1 << 20), b = try Backend.memfd(1 << 16)
         defer { close(a); close(b) }
         // Write a marker through our own mapping, read it through the device's table.
@@ -185,7 +185,7 @@ final class BackendNetDeviceTests: XCTestCase {
     }
 
     func testOverlappingRegionsAreRefusedAndEveryFdClosed() throws {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         let before = Backend.openFDCount()
         var fds = [try Backend.memfd(1 << 20), try Backend.memfd(1 << 20), try Backend.memfd(1 << 20)]
         let regions = [Backend.region(gpa: 0), Backend.region(gpa: 0x8_0000, user: Backend.userBase + (1 << 24)),
@@ -202,7 +202,7 @@ final class BackendNetDeviceTests: XCTestCase {
     }
 
     func testTooManyRegionsAreRefusedAndFdsClosed() throws {
-        let d = VhostNetDevice(spec: Backend.spec(maxRegions: 2))
+        let d = VhostUserDevice(net: Backend.spec(maxRegions: 2))
         let before = Backend.openFDCount()
         let fds = try (0..<3).map { _ in try Backend.memfd(4096) }
         let regions = (0..<3).map { Backend.region(gpa: UInt64($0) << 20, size: 4096, user: Backend.userBase + (UInt64($0) << 20)) }
@@ -223,7 +223,7 @@ final class BackendNetDeviceTests: XCTestCase {
     /// A region whose fd is smaller than mmap_offset + size would map fine and
     /// SIGBUS the daemon on first touch: it must be refused up front.
     func testRegionLargerThanItsFdIsRefused() throws {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         let before = Backend.openFDCount()
         for (size, offset) in [(UInt64(1 << 20), UInt64(0)), (8192, 60 * 1024), (4096, 1 << 16), (1 << 40, 0)] {
             let fd = try Backend.memfd(64 * 1024)
@@ -238,7 +238,7 @@ final class BackendNetDeviceTests: XCTestCase {
     }
 
     func testRegionFromAnFdThatCannotBeMappedIsRefused() throws {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         var p: [Int32] = [-1, -1]
         XCTAssertEqual(pipe(&p), 0)
         defer { close(p[1]) }
@@ -251,7 +251,7 @@ final class BackendNetDeviceTests: XCTestCase {
     /// `availHead` do aligned loads (a trap in debug builds, UB in release).
     /// Either the table is refused or the rings end up aligned.
     func testMisalignedMmapOffsetDoesNotYieldMisalignedRings() throws {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         XCTAssertDone(d.handle(.setFeatures(Backend.linuxFeatures)))
         let mem = d.handle(.setMemTable([Backend.region(size: 1 << 19, offset: 1)], fds: [try Backend.memfd(1 << 20)]))
         guard isDone(mem) else { return }   // refusing it is fine
@@ -265,7 +265,7 @@ final class BackendNetDeviceTests: XCTestCase {
     // MARK: Config space
 
     func testGetConfigLayout() {
-        let d = VhostNetDevice(spec: Backend.spec(queuePairs: 4, mtu: 9000))
+        let d = VhostUserDevice(net: Backend.spec(queuePairs: 4, mtu: 9000))
         guard case .config(let c)? = replyOf(d.handle(.getConfig(DeviceConfigSpace(offset: 0, size: 12)))) else { return XCTFail() }
         XCTAssertEqual(c.offset, 0)
         XCTAssertEqual(c.payload, [0x52, 0x54, 0, 0x12, 0x34, 0x56,   // mac
@@ -278,13 +278,13 @@ final class BackendNetDeviceTests: XCTestCase {
         XCTAssertEqual(mtu.payload, [0x28, 0x23])
         guard case .config(let tail)? = replyOf(d.handle(.getConfig(DeviceConfigSpace(offset: 200, size: 56)))) else { return XCTFail() }
         XCTAssertEqual(tail.payload, [UInt8](repeating: 0, count: 56), "fields not offered read as zero")
-        let noMac = VhostNetDevice(spec: Backend.spec(mac: nil))
+        let noMac = VhostUserDevice(net: Backend.spec(mac: nil))
         guard case .config(let m)? = replyOf(noMac.handle(.getConfig(DeviceConfigSpace(offset: 0, size: 6)))) else { return XCTFail() }
         XCTAssertEqual(m.payload, [0, 0, 0, 0, 0, 0])
     }
 
     func testGetConfigOutOfRangeFails() {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         // Past the 256-byte space (the decoder refuses these on the wire; the device must too).
         for (offset, size) in [(250, 12), (256, 1), (0, 257), (UInt32.max, 4)] as [(UInt32, Int)] {
             guard case .configFailed? = replyOf(d.handle(.getConfig(DeviceConfigSpace(offset: offset, size: size)))) else {
@@ -297,7 +297,7 @@ final class BackendNetDeviceTests: XCTestCase {
     // MARK: Refusals that carry fds
 
     func testLoggingIsRefusedAndItsFdClosed() throws {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         let before = Backend.openFDCount()
         let a = try Backend.memfd(4096), b = try Backend.eventfd()
         XCTAssertFailed(d.handle(.setLogBase(LogDescription(mmapSize: 4096, mmapOffset: 0), fd: a)))
@@ -308,7 +308,7 @@ final class BackendNetDeviceTests: XCTestCase {
     }
 
     func testUnsupportedMessagesCloseTheirFds() throws {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         let before = Backend.openFDCount()
         let messages: [VhostUserMessage] = [
             .setBackendReqFD(fd: try Backend.eventfd()),

@@ -25,7 +25,7 @@ final class BackendVringTests: XCTestCase {
     }
 
     func testWithProtocolFeaturesRingsStartDisabled() throws {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         XCTAssertDone(d.handle(.setFeatures(Backend.linuxFeatures | VirtioFeature.protocolFeatures)))
         XCTAssertDone(d.handle(.setMemTable([Backend.region()], fds: [try Backend.memfd(1 << 20)])))
         XCTAssertDone(d.handle(.setVringNum(VringState(index: 0, num: 128))))
@@ -41,7 +41,7 @@ final class BackendVringTests: XCTestCase {
     }
 
     func testVringNumMustBeAPowerOfTwoWithinTheMaximum() {
-        let d = VhostNetDevice(spec: Backend.spec(maxQueueSize: 1024))
+        let d = VhostUserDevice(net: Backend.spec(maxQueueSize: 1024))
         for n: UInt32 in [0, 3, 6, 100, 255, 257, 2048, 32768, 65536, 1 << 31, UInt32.max] {
             XCTAssertFailed(d.handle(.setVringNum(VringState(index: 0, num: n))), "size \(n)")
         }
@@ -52,13 +52,13 @@ final class BackendVringTests: XCTestCase {
             XCTAssertEqual(d.queues[1].state.pointee.mask, UInt16(n - 1))
         }
         // The largest size the design allows fits the UInt16 state.
-        let big = VhostNetDevice(spec: Backend.spec(maxQueueSize: 32768))
+        let big = VhostUserDevice(net: Backend.spec(maxQueueSize: 32768))
         XCTAssertDone(big.handle(.setVringNum(VringState(index: 0, num: 32768))))
         XCTAssertEqual(big.queues[0].state.pointee.size, 32768)
     }
 
     func testVringAddrMustLieInGuestMemoryAndBeAligned() throws {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         XCTAssertDone(d.handle(.setVringNum(VringState(index: 0, num: 256))))
         XCTAssertFailed(d.handle(.setVringAddr(Backend.ringAddress(0))), "no memory table yet")
         XCTAssertDone(d.handle(.setMemTable([Backend.region(size: 1 << 16)], fds: [try Backend.memfd(1 << 16)])))
@@ -86,7 +86,7 @@ final class BackendVringTests: XCTestCase {
     }
 
     func testEveryVringMessageChecksTheQueueIndex() throws {
-        let d = VhostNetDevice(spec: Backend.spec(queuePairs: 1))
+        let d = VhostUserDevice(net: Backend.spec(queuePairs: 1))
         XCTAssertDone(d.handle(.setMemTable([Backend.region()], fds: [try Backend.memfd(1 << 20)])))
         let before = Backend.openFDCount()
         for index: UInt32 in [2, 3, 255, 256, 0x8000_0000, UInt32.max] {

@@ -6,9 +6,9 @@ import XCTest
 /// VHOST_USER_PROTOCOL_F_CONFIG but QEMU does not"), yes to one that sends SET_OWNER first
 /// (DPDK's virtio-user, sluice-gen). The message sequences are the ones each front-end sends.
 final class ProtocolFeatureOfferTests: XCTestCase {
-    private let all = VhostNetDevice.supportedProtocolFeatures
+    private let all = VhostUserDevice.commonProtocolFeatures.union(.mtu)
 
-    private func offered(_ d: VhostNetDevice, file: StaticString = #filePath, line: UInt = #line) -> VhostUserProtocolFeature? {
+    private func offered(_ d: VhostUserDevice, file: StaticString = #filePath, line: UInt = #line) -> VhostUserProtocolFeature? {
         guard case .u64(let p)? = replyOf(d.handle(.getProtocolFeatures)) else {
             XCTFail("GET_PROTOCOL_FEATURES had no u64 reply", file: file, line: line)
             return nil
@@ -23,7 +23,7 @@ final class ProtocolFeatureOfferTests: XCTestCase {
     /// QEMU's vhost_user_backend_init: GET_FEATURES, GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES
     /// (what it keeps of the offer), GET_QUEUE_NUM, GET_MAX_MEM_SLOTS; SET_OWNER only after.
     func testQEMUOrderGetsNoConfig() throws {
-        let d = VhostNetDevice(spec: Backend.spec(queuePairs: 2))
+        let d = VhostUserDevice(net: Backend.spec(queuePairs: 2))
         guard case .reply = d.handle(.getFeatures) else { return XCTFail() }
         let offer = try XCTUnwrap(offered(d))
         XCTAssertFalse(offer.contains(.config), "QEMU would warn about CONFIG")
@@ -42,7 +42,7 @@ final class ProtocolFeatureOfferTests: XCTestCase {
 
     /// DPDK virtio_user_dev_init (and sluice-gen): SET_OWNER, GET_FEATURES, GET_PROTOCOL_FEATURES.
     func testSetOwnerFirstGetsConfig() throws {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         XCTAssertDone(d.handle(.setOwner))
         guard case .reply = d.handle(.getFeatures) else { return XCTFail() }
         XCTAssertEqual(offered(d), all)
@@ -53,7 +53,7 @@ final class ProtocolFeatureOfferTests: XCTestCase {
     /// RESET_OWNER / RESET_DEVICE reset the device, not the connection's offer; a new
     /// connection decides again.
     func testDecisionBelongsToTheConnection() throws {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         XCTAssertFalse(try XCTUnwrap(offered(d)).contains(.config))
         XCTAssertDone(d.handle(.setOwner))
         XCTAssertDone(d.handle(.resetDevice))
@@ -70,7 +70,7 @@ final class ProtocolFeatureOfferTests: XCTestCase {
 
     /// A front-end that sets protocol features without asking may ack anything supported.
     func testSetWithoutAskingAcceptsTheSupportedSet() {
-        let d = VhostNetDevice(spec: Backend.spec())
+        let d = VhostUserDevice(net: Backend.spec())
         XCTAssertDone(d.handle(.setProtocolFeatures(all.rawValue)))
         XCTAssertFailed(d.handle(.setProtocolFeatures(all.union(.logSHMFD).rawValue)))
     }
@@ -78,7 +78,7 @@ final class ProtocolFeatureOfferTests: XCTestCase {
     /// Over a real socket: the connection starts the offer afresh (BackendConnection →
     /// beginConnection), so a QEMU connection after a DPDK one still gets no CONFIG.
     func testConnectionsStartFresh() throws {
-        let device = VhostNetDevice(spec: Backend.spec())
+        let device = VhostUserDevice(net: Backend.spec())
         for (setOwnerFirst, expectConfig) in [(true, true), (false, false), (true, true)] {
             let (a, b) = try VhostUserChannel.socketPair()
             let backend = VhostUserBackendConnection(fd: a, device: device)

@@ -4,21 +4,6 @@ import Glibc
 import Platform
 import Virtio
 
-/// What a port offers a guest: from its INI section.
-public struct NetDeviceSpec: Sendable {
-    public var name: String
-    public var queuePairs: Int
-    public var maxQueueSize: Int
-    public var maxRegions: Int
-    public var mac: [UInt8]?
-    public var mtu: Int
-
-    public init(name: String, queuePairs: Int, maxQueueSize: Int, maxRegions: Int, mac: [UInt8]?, mtu: Int) {
-        self.name = name; self.queuePairs = queuePairs; self.maxQueueSize = maxQueueSize
-        self.maxRegions = maxRegions; self.mac = mac; self.mtu = mtu
-    }
-}
-
 /// The hooks a device needs from whoever runs its queues.
 public struct DeviceHooks {
     /// Run `body` while no worker touches this device's queues (pause, change, resume).
@@ -34,12 +19,16 @@ public struct DeviceHooks {
     public static var direct: DeviceHooks { DeviceHooks(quiesce: { $0() }, kickChanged: { _, _, _ in }) }
 }
 
-/// The device side of one vhost-user-net port (control plane). The port keeps one
-/// device for its whole life; its queue states are allocated once, so workers' poll
-/// entries stay valid across guest reboots and reconnects.
-public final class VhostNetDevice: @unchecked Sendable {
-    public let spec: NetDeviceSpec
-    /// Queue 2q is RX (device → guest) of pair q, 2q+1 is TX.
+/// The device side of one vhost-user device (control plane): the messages every
+/// vhost-user device shares — features, memory table, vrings, enable/disable under
+/// the pause handshake, inflight tracking — with what is particular to the kind of
+/// device (features, queue count, config space, its own messages) asked of `model`
+/// (`VirtioNetModel`, the blk model). Its owner keeps one device for its whole life;
+/// the queue states are allocated once, so workers' poll entries stay valid across
+/// guest reboots and reconnects.
+public final class VhostUserDevice: @unchecked Sendable {
+    public let model: any VhostUserDeviceModel
+    /// The virtqueues, numbered as the device kind numbers them (net: 2q RX, 2q+1 TX).
     public let queues: [Virtqueue]
     public var hooks = DeviceHooks.direct
     public let memory: GuestMemoryMap
@@ -48,7 +37,9 @@ public final class VhostNetDevice: @unchecked Sendable {
     public private(set) var protocolFeatures = VhostUserProtocolFeature()
     public private(set) var deviceStatus: UInt8 = 0
     /// This connection's protocol feature offer (CONFIG only for some front-ends; see there).
-    public private(set) var protocolOffer = ProtocolFeatureOffer(supported: VhostNetDevice.supportedProtocolFeatures)
+    public private(set) var protocolOffer: ProtocolFeatureOffer
+    /// The inflight area (GET/SET_INFLIGHT_FD), when the model tracks in-flight requests.
+    public let inflight: InflightArea
     /// The front-end's ring addresses (user VAs), kept to re-translate on memory changes.
     private var ringAddresses: [VringAddress?]
     /// ADD_MEM_REG references per mapped region, by guest address and size as REM_MEM_REG
@@ -60,33 +51,28 @@ public final class VhostNetDevice: @unchecked Sendable {
         init(_ r: MemoryRegionDescriptor) { guestPhys = r.guestPhysAddr; size = r.memorySize }
     }
 
-    /// Everything this device can do; `.config` is offered per connection (ProtocolFeatureOffer).
-    public static let supportedProtocolFeatures: VhostUserProtocolFeature =
-        [.mq, .replyAck, .mtu, .config, .configureMemSlots, .status, .resetDevice]
+    /// Protocol features every device supports; the model adds its own (`.mtu`, `.inflightSHMFD`…).
+    public static let commonProtocolFeatures: VhostUserProtocolFeature =
+        [.mq, .replyAck, .config, .configureMemSlots, .status, .resetDevice]
 
-    public init(spec: NetDeviceSpec) {
-        self.spec = spec
-        queues = (0..<(2 * spec.queuePairs)).map { _ in Virtqueue.allocate() }
-        memory = GuestMemoryMap(maxRegions: spec.maxRegions)
-        ringAddresses = Array(repeating: nil, count: 2 * spec.queuePairs)
+    public init(model: any VhostUserDeviceModel) {
+        self.model = model
+        queues = (0..<model.queueCount).map { _ in Virtqueue.allocate() }
+        memory = GuestMemoryMap(maxRegions: model.maxRegions)
+        ringAddresses = Array(repeating: nil, count: model.queueCount)
+        protocolOffer = ProtocolFeatureOffer(supported: Self.commonProtocolFeatures.union(model.protocolFeatures),
+                                             alwaysOfferConfig: model.configAlwaysOffered)
+        inflight = InflightArea(queues: queues, maxQueueSize: model.maxQueueSize)
     }
 
     deinit {
         reset()
+        inflight.release()
         for q in queues { q.deallocate() }
     }
 
-    public var offeredFeatures: UInt64 {
-        var f = VirtioFeature.version1 | VirtioFeature.netMrgRxbuf | VirtioFeature.netCsum | VirtioFeature.netGuestCsum
-            | VirtioFeature.netMTU | VirtioFeature.netStatus | VirtioFeature.indirectDesc | VirtioFeature.eventIdx
-            | VirtioFeature.anyLayout | VirtioFeature.protocolFeatures
-        // Every consumer of a queue (today the p2p link) returns TX chains and fills RX
-        // chains strictly in avail order, so IN_ORDER costs nothing to honour.
-        f |= VirtioFeature.inOrder
-        if spec.mac != nil { f |= VirtioFeature.netMAC }
-        if spec.queuePairs > 1 { f |= VirtioFeature.netMQ }
-        return f
-    }
+    /// GET_FEATURES: the model's bits plus PROTOCOL_FEATURES.
+    public var offeredFeatures: UInt64 { model.features | VirtioFeature.protocolFeatures }
 
     /// Whether the front-end asked for REPLY_ACK.
     public var replyAck: Bool { protocolFeatures.contains(.replyAck) }
@@ -128,7 +114,7 @@ public final class VhostNetDevice: @unchecked Sendable {
             protocolFeatures = asked
             return .done
         case .getQueueNum:
-            return .reply(.u64(UInt64(spec.queuePairs)))
+            return .reply(.u64(UInt64(model.queueNum)))
         case .getMaxMemSlots:
             return .reply(.u64(UInt64(memory.maxRegions)))
         case .setMemTable(let regions, let fds):
@@ -160,14 +146,15 @@ public final class VhostNetDevice: @unchecked Sendable {
             regionRefs[key] = nil
             var found = false
             hooks.quiesce {
+                self.model.drainInFlight(queue: nil)
                 found = self.memory.remove(guestPhys: r.guestPhysAddr, size: r.memorySize)
                 self.retranslateRings()
             }
             return found ? .done : .failed("REM_MEM_REG: no region at 0x\(String(r.guestPhysAddr, radix: 16))")
         case .setVringNum(let s):
             guard let q = queue(s.index) else { return badIndex(s.index) }
-            guard s.num >= 1, s.num <= UInt32(spec.maxQueueSize), s.num & (s.num - 1) == 0 else {
-                return .failed("queue \(s.index): size \(s.num) is not a power of two in 1...\(spec.maxQueueSize)")
+            guard s.num >= 1, s.num <= UInt32(model.maxQueueSize), s.num & (s.num - 1) == 0 else {
+                return .failed("queue \(s.index): size \(s.num) is not a power of two in 1...\(model.maxQueueSize)")
             }
             hooks.quiesce {
                 q.state.pointee.size = UInt16(truncatingIfNeeded: s.num)
@@ -195,7 +182,9 @@ public final class VhostNetDevice: @unchecked Sendable {
             var base: UInt16 = 0
             var kick: Int32 = -1
             hooks.quiesce {
-                // Stop the ring (§ GET_VRING_BASE); every consumed entry is already in the used ring.
+                // Stop the ring (§ GET_VRING_BASE). Requests still with a backend finish first,
+                // so every consumed entry is in the used ring.
+                self.model.drainInFlight(queue: Int(s.index))
                 base = q.state.pointee.lastAvail
                 q.state.pointee.started = false
                 kick = q.state.pointee.kickFD
@@ -214,6 +203,8 @@ public final class VhostNetDevice: @unchecked Sendable {
                 q.state.pointee.started = true
                 // Without protocol features a ring is enabled as soon as it starts.
                 if self.ackedFeatures & VirtioFeature.protocolFeatures == 0 { q.state.pointee.enabled = true }
+                // Requests the previous back-end had taken and not finished go first.
+                self.inflight.recover(queue: Int(index))
             }
             hooks.kickChanged(Int(index), old, fd ?? -1)
             closeFD(old)
@@ -237,11 +228,17 @@ public final class VhostNetDevice: @unchecked Sendable {
         case .getConfig(let c):
             return .reply(configReply(c))
         case .setConfig:
-            return .failed("the virtio-net config space is read-only here")
-        case .netSetMTU(let mtu):
-            return mtu <= UInt64(spec.mtu) ? .done : .failed("MTU \(mtu) exceeds the port's mtu \(spec.mtu)")
-        case .sendRARP:
-            return .done   // live migration announcements: nothing to do without migration
+            return model.handle(message) ?? .failed("the virtio-\(model.kind) config space is read-only here")
+        case .getInflightFD(let d):
+            guard protocolFeatures.contains(.inflightSHMFD) else { return .failed("INFLIGHT_SHMFD was not negotiated") }
+            var result: Outcome = .failed("")
+            hooks.quiesce { result = self.inflight.create(d) }
+            return result
+        case .setInflightFD(let d, let fd):
+            guard protocolFeatures.contains(.inflightSHMFD) else { closeFD(fd); return .failed("INFLIGHT_SHMFD was not negotiated") }
+            var result: Outcome = .failed("")
+            hooks.quiesce { result = self.inflight.adopt(d, fd: fd) }
+            return result
         case .setStatus(let s):
             deviceStatus = s
             return .done
@@ -254,8 +251,9 @@ public final class VhostNetDevice: @unchecked Sendable {
             closeFD(fd)
             return .failed("dirty-page logging is not supported (LOG_SHMFD not offered)")
         default:
+            if let outcome = model.handle(message) { return outcome }
             message.closeFileDescriptors()
-            return .failed("\(VhostUserRequest.describe(message.requestCode)) is not supported by a net device")
+            return .failed("\(VhostUserRequest.describe(message.requestCode)) is not supported by a \(model.kind) device")
         }
     }
 
@@ -270,6 +268,7 @@ public final class VhostNetDevice: @unchecked Sendable {
     public func reset() {
         var kicks: [(Int, Int32)] = []
         hooks.quiesce {
+            self.model.drainInFlight(queue: nil)
             for (i, q) in self.queues.enumerated() {
                 let s = q.state
                 if s.pointee.kickFD >= 0 { kicks.append((i, s.pointee.kickFD)) }
@@ -277,6 +276,8 @@ public final class VhostNetDevice: @unchecked Sendable {
                 closeFD(s.pointee.errFD)
                 s.pointee = VirtqueueState()
             }
+            // The front-end hands the inflight area back (SET_INFLIGHT_FD) when it reconnects.
+            self.inflight.release()
             self.memory.removeAll()
             for i in self.ringAddresses.indices { self.ringAddresses[i] = nil }
         }
@@ -301,11 +302,9 @@ public final class VhostNetDevice: @unchecked Sendable {
         ackedFeatures = f
         for q in queues {
             let s = q.state
-            s.pointee.headerSize = VirtioNetHeader.size(features: f)
             s.pointee.eventIdx = f & VirtioFeature.eventIdx != 0
             s.pointee.indirect = f & VirtioFeature.indirectDesc != 0
-            s.pointee.guestCsum = f & VirtioFeature.netGuestCsum != 0
-            s.pointee.mergeable = f & VirtioFeature.netMrgRxbuf != 0
+            model.apply(features: f, to: s)
         }
     }
 
@@ -316,6 +315,7 @@ public final class VhostNetDevice: @unchecked Sendable {
         }
         var err: String?
         hooks.quiesce {
+            self.model.drainInFlight(queue: nil)
             self.memory.removeAll()
             for (i, r) in regions.enumerated() {
                 if err != nil { closeFD(fds[i]); continue }
@@ -355,13 +355,12 @@ public final class VhostNetDevice: @unchecked Sendable {
         return true
     }
 
-    /// virtio_net_config (§5.1.4): mac[6], status u16, max_virtqueue_pairs u16, mtu u16.
+    /// GET_CONFIG: a window of the model's config space (zeros past its end).
     private func configReply(_ c: DeviceConfigSpace) -> VhostUserReply {
-        var space = [UInt8](repeating: 0, count: VhostUserLimits.maxConfigSize)
-        if let mac = spec.mac { for i in 0..<6 { space[i] = mac[i] } }
-        space[6] = 1   // VIRTIO_NET_S_LINK_UP
-        space[8] = UInt8(spec.queuePairs & 0xff); space[9] = UInt8(spec.queuePairs >> 8)
-        space[10] = UInt8(spec.mtu & 0xff); space[11] = UInt8(spec.mtu >> 8)
+        var space = model.configSpace()
+        if space.count < VhostUserLimits.maxConfigSize {
+            space += [UInt8](repeating: 0, count: VhostUserLimits.maxConfigSize - space.count)
+        }
         let start = Int(c.offset), size = Int(c.size)
         guard start + size <= space.count else { return .configFailed }
         return .config(DeviceConfigSpace(offset: c.offset, flags: c.flags, payload: Array(space[start..<(start + size)])))
