@@ -36,7 +36,7 @@ let package = Package(
         // Services: the control-plane answers of a [network] (DHCPv4/v6, NDP, RA) and its leases.
         .target(name: "Services", dependencies: ["Config", "Platform"]),
         // Block: virtio-blk requests, the io_uring file backend, GPT, the blk queue a worker polls.
-        .target(name: "Block", dependencies: ["Ports", "Virtio", "Stats", "Platform", "CSluice"], swiftSettings: hot),
+        .target(name: "Block", dependencies: ["VhostUser", "Ports", "Virtio", "Stats", "Platform", "CSluice"], swiftSettings: hot),
         .target(name: "Switching", dependencies: ["Ports", "Virtio", "VhostUser", "Memory", "Stats", "Platform", "CSluice"], swiftSettings: hot),
         .target(
             name: "Engine",

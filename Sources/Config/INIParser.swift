@@ -2,7 +2,7 @@
 // kinds and name rules, not the keys; it reports every bad line and goes on.
 
 enum SectionKind: String, CaseIterable {
-    case dataplane, port, p2p, `switch`, network
+    case dataplane, port, p2p, `switch`, network, disk, blk
 }
 
 struct RawEntry {
@@ -133,7 +133,7 @@ enum INIParser {
             return nil
         }
         guard let kind = SectionKind(rawValue: kindWord) else {
-            log.error(line, "unknown section kind '\(excerpt(kindWord))' (expected dataplane, port, p2p or switch)")
+            log.error(line, "unknown section kind '\(excerpt(kindWord))' (expected dataplane, port, p2p, switch, network, disk or blk)")
             return nil
         }
         if kind == .dataplane {

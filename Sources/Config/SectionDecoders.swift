@@ -198,7 +198,7 @@ enum PortDecoder {
         return nil
     }
 
-    private static func socketPath(_ entry: RawEntry, socketDir: String, log: inout DiagnosticLog) -> String? {
+    static func socketPath(_ entry: RawEntry, socketDir: String, log: inout DiagnosticLog) -> String? {
         if entry.value.hasSuffix("/") {
             log.error(entry.line, "'socket' must name a file, got '\(excerpt(entry.value))'")
             return nil

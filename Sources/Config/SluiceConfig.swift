@@ -15,6 +15,10 @@ public struct SluiceConfig: Sendable {
     public var switches: [SwitchConfig]
     /// `[network]` sections: routed tenant networks.
     public var networks: [NetworkConfig] = []
+    /// `[disk]` sections: backing stores of blk exports.
+    public var disks: [DiskConfig] = []
+    /// `[blk]` sections: vhost-user-blk devices.
+    public var blks: [BlkConfig] = []
     /// Problems that do not stop sluice, such as a port attached to nothing.
     public var warnings: [Diagnostic]
 
@@ -41,6 +45,10 @@ public struct SluiceConfig: Sendable {
 
     public func port(named name: String) -> PortConfig? {
         ports.first { $0.name == name }
+    }
+
+    public func disk(named name: String) -> DiskConfig? {
+        disks.first { $0.name == name }
     }
 
     /// Parses configuration text; `file` names it in diagnostics.
@@ -78,10 +86,16 @@ public struct SluiceConfig: Sendable {
 
         var ports: [DecodedPort] = []
         var links: [DecodedLink] = []
+        var disks: [DiskConfig] = []
+        var blks: [DecodedBlk] = []
         for section in ini.sections {
             switch section.kind {
             case .dataplane:
                 continue
+            case .disk:
+                if let d = DiskDecoder.decode(section, log: &log) { disks.append(d) }
+            case .blk:
+                blks.append(BlkDecoder.decode(section, dataplane: dataplane, log: &log))
             case .port:
                 ports.append(PortDecoder.decode(section, dataplane: dataplane, log: &log))
             case .p2p, .switch, .network:
@@ -95,8 +109,13 @@ public struct SluiceConfig: Sendable {
             ports: ports, log: &log
         )
 
+        BlkDecoder.checkReferences(blks, disks: disks, diskNames: Set(ini.sections.filter { $0.kind == .disk }.map(\.name)),
+                                   ports: ports, log: &log)
+
         var config = SluiceConfig(file: file, dataplane: dataplane)
         config.ports = ports.compactMap(\.config)
+        config.disks = disks
+        config.blks = blks.compactMap(\.config)
         for link in links where link.isValid {
             if link.kind == .p2p, link.ports.count == 2 {
                 config.p2p.append(P2PConfig(name: link.name, line: link.line, a: link.ports[0], b: link.ports[1]))

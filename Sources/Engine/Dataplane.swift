@@ -33,6 +33,8 @@ public final class Dataplane {
     private var reloadRequested = false
     /// Ports in the order the config lists them; ids are never reused.
     var ports: [any DataplanePort] = []
+    /// `[blk]` exports (their ids come from the port id space: tokens and queue owners).
+    var blkExports: [BlkExport] = []
     var nextPortID = 0
     /// Which worker polls each (port id, queue key): kicks are registered with it.
     var queueOwner: [Int: [Int: Int]] = [:]
@@ -186,6 +188,8 @@ public final class Dataplane {
         for w in workers { w.stop() }
         for e in elements { stopElement(e) }
         elements.removeAll()
+        for e in blkExports { e.close(epoll: controlEpoll) }
+        blkExports.removeAll()
         for p in ports { p.close(epoll: controlEpoll) }
         ports.removeAll()
         workers.removeAll()

@@ -33,7 +33,7 @@ struct QueueClaim {
 /// sections into poll sources on the workers.
 extension Dataplane {
     /// One builder per section kind. A new kind of section is one more entry here.
-    static let builders: [any ElementBuilder & Sendable] = [P2PBuilder(), SwitchBuilder(), RouterBuilder()]
+    static let builders: [any ElementBuilder & Sendable] = [P2PBuilder(), SwitchBuilder(), RouterBuilder(), BlkBuilder()]
 
     /// A port object for `pc` with a fresh id (not opened yet).
     func makePort(_ pc: PortConfig) throws(EngineError) -> any DataplanePort {
@@ -107,6 +107,10 @@ extension Dataplane {
     private func releaseClaims(of element: Int) {
         for c in claims.removeValue(forKey: element) ?? [] {
             if queueOwner[c.port]?[c.key] == c.worker { queueOwner[c.port]?[c.key] = nil }
+            if c.worker < workers.count, let e = blkExport(id: c.port) {
+                for fd in [e.kickFD(c.queue), e.completionFD(c.queue)] where fd >= 0 { workers[c.worker].epoll.remove(fd) }
+                continue
+            }
             guard c.worker < workers.count, let p = port(id: c.port) else { continue }
             if c.receive, let fd = p.wakeFD(c.queue) { workers[c.worker].epoll.remove(fd) }
             if let v = p as? VhostUserPort {
@@ -167,15 +171,21 @@ extension Dataplane {
     /// Put `entry` on worker `w`'s list for the element being built; it polls receive
     /// queue `q` of `port` (its packets and cycles are counted as `rxq.<port>.<q>.*`).
     func addPollEntry(_ entry: PollEntry, worker w: Int, polling port: any DataplanePort, queue q: Int) throws(EngineError) {
-        let prefix = "rxq.\(port.name).\(q)"
+        let names = try addPollEntry(entry, worker: w, name: port.name, queue: q)
+        rxqNames[port.name, default: []].formUnion(names)
+    }
+
+    /// The same for any queue named `rxq.<name>.<q>` (a blk export's); returns the counter names.
+    func addPollEntry(_ entry: PollEntry, worker w: Int, name: String, queue q: Int) throws(EngineError) -> [String] {
+        let prefix = "rxq.\(name).\(q)"
         let stats = QueueStats(packets: try counter("\(prefix).packets", slot: w),
                                busyCycles: try counter("\(prefix).busy_cycles", slot: w))
         try counter("\(prefix).worker", kind: .gauge, slot: self.stats.controlSlot).set(UInt64(w))
-        rxqNames[port.name, default: []].formUnion(["\(prefix).packets", "\(prefix).busy_cycles", "\(prefix).worker"])
         guard workers[w].pollList.append(entry, owner: building, stats: stats) else {
             _ = entry.perform(.release, workers[w].context(now: 0))
             throw EngineError("worker \(w): poll list full")
         }
+        return ["\(prefix).packets", "\(prefix).busy_cycles", "\(prefix).worker"]
     }
 
     func portCounters(_ port: String, slot: Int) throws(EngineError) -> PortCounters {
@@ -197,12 +207,18 @@ extension Dataplane {
 
     func handlePortEvent(token: UInt64, events: UInt32) {
         // A port removed by a reload earlier in this batch of events is simply gone.
-        port(id: PortToken.port(token))?.handle(kind: PortToken.kind(token), epoll: controlEpoll, logger: logger)
+        let id = PortToken.port(token)
+        if let p = port(id: id) {
+            p.handle(kind: PortToken.kind(token), epoll: controlEpoll, logger: logger)
+        } else {
+            blkExport(id: id)?.endpoint.handle(token: token, epoll: controlEpoll, logger: logger)
+        }
     }
 
     func portHousekeeping() {
         let now = Clock.monotonicNanos()
         for p in ports { p.tick(now: now, epoll: controlEpoll, logger: logger) }
+        for e in blkExports { e.endpoint.tick(now: now, epoll: controlEpoll, logger: logger) }
         for e in elements { e.running.housekeeping(now: now) }
     }
 }

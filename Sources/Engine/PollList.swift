@@ -3,6 +3,7 @@ import Platform
 import Stats
 import Ports
 import Switching
+import Block
 
 /// One item on a worker's poll list: a pointer to a poll source of a known kind,
 /// so the list is plain values and every call is statically dispatched. A new kind
@@ -13,6 +14,7 @@ enum PollEntry {
     case forward(UnsafeMutablePointer<PortForwarder>)
     case switchQueue(UnsafeMutablePointer<SwitchPortQueue>)
     case router(UnsafeMutablePointer<RouterQueue>)
+    case blk(UnsafeMutablePointer<BlkQueue>)
 
     /// Allocate a slot for `source` (control thread).
     static func make<S: PollSource>(_ source: S, _ wrap: (UnsafeMutablePointer<S>) -> PollEntry) -> PollEntry {
@@ -35,6 +37,7 @@ extension PollEntry {
         case .forward(let s): return Self.run(s, op, ctx)
         case .switchQueue(let s): return Self.run(s, op, ctx)
         case .router(let s): return Self.run(s, op, ctx)
+        case .blk(let s): return Self.run(s, op, ctx)
         }
     }
 

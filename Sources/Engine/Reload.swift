@@ -145,6 +145,7 @@ extension Dataplane {
                 }
             }
         }
+        closeUnusedBlkExports()
         if strict, let e = errors.first { throw e }
         for e in errors { logger.error("\(e.description)") }
         // Ports on no element still count, so sluice-stat shows them.

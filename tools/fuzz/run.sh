@@ -173,6 +173,7 @@ build_cshim() {
 module CSluice {
     header "$ROOT/Sources/CSluice/include/csluice.h"
     header "$ROOT/Sources/CSluice/include/sl_hostio.h"
+    header "$ROOT/Sources/CSluice/include/sl_uring.h"
     export *
 }
 EOF
@@ -192,7 +193,7 @@ build_target() {
     if [[ $CSHIM == yes ]]; then
         build_cshim "$dir" || return 1
         objects+=("$dir"/*.o)
-        link+=(-lnuma -lhugetlbfs)
+        link+=(-lnuma -lhugetlbfs -luring)
     fi
     for spec in "${MODULES[@]}"; do
         module=${spec%%=*}
@@ -221,7 +222,7 @@ write_seeds() {
     if [[ $CSHIM == yes ]]; then
         CSHIM_FLAGS="" build_cshim "$dir" || return 1
         objects+=("$dir"/*.o)
-        link+=(-lnuma -lhugetlbfs)
+        link+=(-lnuma -lhugetlbfs -luring)
     fi
     last=$(( ${#MODULES[@]} - 1 ))
     for spec in "${MODULES[@]:0:$last}"; do

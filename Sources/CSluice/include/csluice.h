@@ -139,5 +139,7 @@ int sl_errno(void);
 
 // Host ports (tap, AF_PACKET rings).
 #include "sl_hostio.h"
+// io_uring (blk file backend).
+#include "sl_uring.h"
 
 #endif

@@ -1,0 +1,49 @@
+// io_uring for the blk file backend: a thin wrapper over liburing (whose helpers are
+// static inline and use C atomics the Swift importer does not take). One ring per blk
+// queue; the owning worker prepares, submits and reaps; the control thread creates,
+// drains (worker paused) and destroys.
+#ifndef SL_URING_H
+#define SL_URING_H
+
+#include <stdint.h>
+#include <sys/uio.h>
+
+typedef struct sl_uring sl_uring;
+
+/// A ring with `entries` submission slots (rounded up to a power of two) and twice
+/// as many completion slots. NULL with *err = -errno on failure.
+sl_uring *sl_uring_create(unsigned entries, int *err);
+void sl_uring_destroy(sl_uring *ring);
+/// Register `fd` as fixed file 0 (the disk). 0 or -errno.
+int sl_uring_register_file(sl_uring *ring, int fd);
+/// Completions also signal `efd` (event mode). 0 or -errno.
+int sl_uring_register_eventfd(sl_uring *ring, int efd);
+
+/// Queue one operation on fixed file 0; `user` comes back with its completion.
+/// 0, or -EBUSY when the submission queue is full.
+int sl_uring_prep_readv(sl_uring *ring, const struct iovec *iov, unsigned n, uint64_t offset, uint64_t user);
+int sl_uring_prep_writev(sl_uring *ring, const struct iovec *iov, unsigned n, uint64_t offset, uint64_t user);
+/// fdatasync of the file.
+int sl_uring_prep_fsync(sl_uring *ring, uint64_t user);
+int sl_uring_prep_fallocate(sl_uring *ring, int mode, uint64_t offset, uint64_t length, uint64_t user);
+
+/// Submit what was prepared. Number submitted or -errno.
+int sl_uring_submit(sl_uring *ring);
+/// Take up to `max` completions without waiting. Returns how many.
+unsigned sl_uring_reap(sl_uring *ring, uint64_t *users, int32_t *results, unsigned max);
+/// Wait for one completion (control thread, draining). 0 or -errno.
+int sl_uring_wait(sl_uring *ring, uint64_t *user, int32_t *result);
+/// Completions ready to reap.
+unsigned sl_uring_ready(sl_uring *ring);
+
+/// fallocate modes (for Swift).
+/// O_DIRECT (a GNU flag the importer does not see).
+int sl_o_direct_flag(void);
+int sl_falloc_punch_hole(void);
+int sl_falloc_zero_range(void);
+/// Size in bytes of the block device `fd`, or -errno.
+int64_t sl_blkdev_size(int fd);
+/// Logical sector size of block device `fd`, or -errno.
+int sl_blkdev_logical_block_size(int fd);
+
+#endif

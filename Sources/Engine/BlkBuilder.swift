@@ -1,0 +1,134 @@
+import Block
+import Config
+import Platform
+import Ports
+import Stats
+import VhostUser
+
+/// `[blk NAME]`: a vhost-user-blk export. Its queues are poll entries like any port
+/// queue: each on one worker, kicked through that worker's epoll in event mode.
+struct BlkBuilder: ElementBuilder {
+    func specs(_ config: SluiceConfig) -> [ElementSpec] {
+        config.blks.map { b in
+            ElementSpec(kind: "blk", name: b.name, line: b.line, ports: [], fingerprint: Self.fingerprint(b, config))
+        }
+    }
+
+    /// The section (lines aside) and every disk it may read: a whole-disk export depends
+    /// on its disk, a partition export on all of them (the GUID could move).
+    static func fingerprint(_ b: BlkConfig, _ config: SluiceConfig) -> String {
+        var c = b
+        c.line = 0
+        c.deviceLine = 0
+        let disks: [DiskConfig]
+        switch b.device {
+        case .disk(let name): disks = config.disks.filter { $0.name == name }
+        case .partition: disks = config.disks
+        }
+        return "\(c) " + disks.map { "\($0.name)=\($0.file)@\($0.blockSize)" }.joined(separator: ",")
+    }
+
+    func build(_ spec: ElementSpec, _ plane: Dataplane) throws(EngineError) -> any RunningElement {
+        guard let b = plane.config.blks.first(where: { $0.name == spec.name }) else {
+            throw EngineError("\(plane.config.file):\(spec.line): blk \(spec.name): section vanished")
+        }
+        let export = try plane.blkExport(b, fingerprint: spec.fingerprint)
+        var rxq: [String] = []
+        for q in 0..<b.queues {
+            let w = plane.nextWorkerIndex()
+            try plane.own(blkQueue: export, queue: q, worker: w)
+            let io = export.model.io[q]
+            io.pointee.counters.latency.free()
+            io.pointee.counters = try plane.blkCounters(b.name, slot: w)
+            let source = BlkQueue(vq: export.device.queues[q], io: io)
+            rxq += try plane.addPollEntry(.make(source, PollEntry.blk), worker: w, name: b.name, queue: q)
+        }
+        return RunningBlk(export: export, rxqNames: rxq)
+    }
+}
+
+/// What the control thread keeps of a built blk element: the export (kept by the
+/// data plane across rebuilds) and the names to retire when the section goes.
+final class RunningBlk: RunningElement {
+    let export: BlkExport
+    let rxqNames: [String]
+
+    init(export: BlkExport, rxqNames: [String]) {
+        self.export = export
+        self.rxqNames = rxqNames
+    }
+
+    func housekeeping(now: UInt64) {}
+
+    /// Requests still with the kernel complete now (workers are paused), so the queues
+    /// can move to other workers or the export can close.
+    func teardown(_ plane: Dataplane) {
+        export.model.drainInFlight(queue: nil)
+        for p in export.model.io { p.pointee.counters.inflight.set(0) }
+    }
+
+    var counterNames: [String] {
+        BlkCounters.allNames.map { "blk.\(export.name).\($0)" }
+            + VhostUserEndpoint.counterNames.map { "blk.\(export.name).\($0.0)" } + rxqNames
+    }
+}
+
+extension Dataplane {
+    /// The running export for `b`, or a new one (opened, listening). An export whose
+    /// section or disks changed is closed first.
+    func blkExport(_ b: BlkConfig, fingerprint: String) throws(EngineError) -> BlkExport {
+        if let old = blkExports.first(where: { $0.name == b.name }) {
+            if old.fingerprint == fingerprint { return old }
+            closeBlkExport(old)
+        }
+        let resolved = try BlkTargets.resolve(b, config: config)
+        let id = nextPortID
+        nextPortID += 1
+        var control: [StatsCounter] = []
+        for (name, kind) in VhostUserEndpoint.counterNames {
+            control.append(try counter("blk.\(b.name).\(name)", kind: kind, slot: stats.controlSlot))
+        }
+        let export = try BlkExport(id: id, config: b, fingerprint: fingerprint, resolved: resolved, counters: control)
+        export.device.hooks = DeviceHooks(
+            quiesce: { [unowned self] body in self.quiesce(body) },
+            kickChanged: { [unowned self] queue, old, new in self.kickChanged(port: id, queue: queue, old: old, new: new) })
+        try export.endpoint.open(epoll: controlEpoll, logger: logger)
+        blkExports.append(export)
+        logger.info("blk \(b.name): \(resolved.what), \(resolved.target.sizeBytes) bytes, \(resolved.target.readOnly ? "read-only" : "read-write"), \(resolved.file.directIO ? "O_DIRECT" : "buffered (the file system refuses O_DIRECT)")")
+        return export
+    }
+
+    func closeBlkExport(_ e: BlkExport) {
+        e.close(epoll: controlEpoll)
+        blkExports.removeAll { $0 === e }
+    }
+
+    /// After a reload: exports no element uses any more are closed.
+    func closeUnusedBlkExports() {
+        let used = Set(elements.compactMap { ($0.running as? RunningBlk)?.export.id })
+        for e in blkExports where !used.contains(e.id) { closeBlkExport(e) }
+    }
+
+    func blkExport(id: Int) -> BlkExport? { blkExports.first { $0.id == id } }
+
+    /// Record that worker `w` polls blk queue `q`: its kicks and its completions wake it.
+    func own(blkQueue e: BlkExport, queue q: Int, worker w: Int) throws(EngineError) {
+        queueOwner[e.id, default: [:]][q] = w
+        claims[building, default: []].append(QueueClaim(port: e.id, key: q, worker: w, receive: true, queue: q))
+        do {
+            let kick = e.kickFD(q)
+            if kick >= 0 { try workers[w].epoll.add(kick, token: UInt64(e.id) << 16 | UInt64(q)) }
+            let done = e.completionFD(q)
+            if done >= 0 { try workers[w].epoll.add(done, token: UInt64(e.id) << 16 | 0x8000 | UInt64(q)) }
+        } catch {
+            throw EngineError("blk \(e.name): \(error)")
+        }
+    }
+
+    /// Blk counters of `name` in `slot`.
+    func blkCounters(_ name: String, slot: Int) throws(EngineError) -> BlkCounters {
+        var c: [StatsCounter] = []
+        for n in BlkCounters.allNames { c.append(try counter("blk.\(name).\(n)", kind: BlkCounters.kind(n), slot: slot)) }
+        return BlkCounters(c)
+    }
+}

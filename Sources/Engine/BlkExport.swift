@@ -1,0 +1,65 @@
+import Block
+import Config
+import Logging
+import Platform
+import Stats
+import VhostUser
+import Virtio
+
+/// A `[blk]` while the daemon runs: its disk opened, the virtio-blk device (queues and
+/// their io_urings live as long as the export) behind a `VhostUserEndpoint`. The
+/// element built from the same section puts its queues on workers; a reload that only
+/// moves queues (new cores) keeps the export, so the guest stays connected.
+/// Control thread only.
+final class BlkExport {
+    let id: Int
+    let config: BlkConfig
+    /// What the export was made from: the section and the disk sections it may read.
+    let fingerprint: String
+    let file: BlockFile
+    let device: VhostUserDevice
+    let model: VirtioBlkModel
+    let endpoint: VhostUserEndpoint
+
+    static let listenKind: UInt64 = 1, connectionKind: UInt64 = 2
+
+    init(id: Int, config: BlkConfig, fingerprint: String, resolved: ResolvedBlkTarget, counters: [StatsCounter]) throws(EngineError) {
+        self.id = id
+        self.config = config
+        self.fingerprint = fingerprint
+        file = resolved.file
+        do {
+            device = try VhostUserDevice.blk(BlkDeviceSpec(
+                name: config.name, queues: config.queues, queueSize: config.queueSize, maxRegions: config.dsMax,
+                serial: config.serial, target: resolved.target))
+        } catch {
+            throw EngineError(error.description)
+        }
+        model = device.blkModel!
+        endpoint = VhostUserEndpoint(label: "blk \(config.name)", device: device, socketPath: config.socket,
+                                     mode: config.mode, socketAccess: config.socketAccess,
+                                     listenToken: PortToken.make(port: id, kind: Self.listenKind),
+                                     connectionToken: PortToken.make(port: id, kind: Self.connectionKind),
+                                     counters: counters)
+    }
+
+    var name: String { config.name }
+    var queueCount: Int { config.queues }
+
+    /// The guest's current kick eventfd of queue `q` (-1: none yet).
+    func kickFD(_ q: Int) -> Int32 { q < device.queues.count ? device.queues[q].state.pointee.kickFD : -1 }
+    /// The eventfd queue `q`'s io_uring signals on completions.
+    func completionFD(_ q: Int) -> Int32 { q < model.io.count ? model.io[q].pointee.eventFD : -1 }
+
+    func close(epoll: Epoll) {
+        endpoint.close(epoll: epoll)
+    }
+}
+
+/// A blk section's target found: the file to use and the byte range to export.
+struct ResolvedBlkTarget {
+    var file: BlockFile
+    var target: BlockTarget
+    /// "disk img0", "partition 2 of disk img0": for the log.
+    var what: String
+}
