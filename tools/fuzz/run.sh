@@ -40,7 +40,7 @@ SANITIZE=-sanitize=fuzzer,address
 #            with libnuma and libhugetlbfs)
 #   MAX_LEN  libFuzzer -max_len
 
-TARGETS=(vhost-message desc-chain switch-classify segment config dhcp4 dhcp6 ndp router)
+TARGETS=(vhost-message desc-chain switch-classify segment config dhcp4 dhcp6 ndp router gpt)
 
 target_vhost_message() {
     # Platform: the message codec closes fds it refuses through Platform's owned fds.
@@ -141,6 +141,17 @@ target_dhcp4() {
     SEEDS=tools/fuzz/dhcp4/Seeds.swift
     CSHIM=yes
     MAX_LEN=8192 # up to 16 messages of a few hundred bytes
+}
+
+# The GPT reader of the blk exports (GPT.swift and CRC32.swift only, built as a module
+# of their own: they import nothing) on hostile disks; see gpt/Fuzz.swift for the input
+# layout. Seeds are committed files, written by tools/fuzz/gpt/make-seeds.sh (sgdisk).
+target_gpt() {
+    MODULES=("Block=Sources/Block/GPT.swift Sources/Block/CRC32.swift")
+    ENTRY=tools/fuzz/gpt/Fuzz.swift
+    SEEDS=
+    CSHIM=no
+    MAX_LEN=65536 # flags + size + head length, then head and tail (a 4096-byte-block table fits)
 }
 
 # ---------------------------------------------------------------------------
