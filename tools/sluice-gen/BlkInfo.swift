@@ -15,7 +15,8 @@ enum BlkFeatures {
         (VirtioBlk.Feature.blkSize, "BLK_SIZE"), (VirtioBlk.Feature.flush, "FLUSH"),
         (VirtioBlk.Feature.topology, "TOPOLOGY"), (VirtioBlk.Feature.configWCE, "CONFIG_WCE"),
         (VirtioBlk.Feature.mq, "MQ"), (VirtioBlk.Feature.discard, "DISCARD"),
-        (VirtioBlk.Feature.writeZeroes, "WRITE_ZEROES"), (indirectDescriptors, "INDIRECT_DESC"),
+        (VirtioBlk.Feature.writeZeroes, "WRITE_ZEROES"), (1 << 24, "NOTIFY_ON_EMPTY"), (1 << 26, "LOG_ALL"),
+        (indirectDescriptors, "INDIRECT_DESC"),
         (eventIndex, "EVENT_IDX"), (protocolFeatures, "PROTOCOL_FEATURES"), (version1, "VERSION_1"),
     ]
 
