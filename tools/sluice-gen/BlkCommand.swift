@@ -117,7 +117,9 @@ struct BlkRangeOptions: ParsableArguments {
     func validate() throws {
         guard let o = BlkSize.parse(offset), o % 512 == 0 else { throw ValidationError("--offset must be a multiple of 512 bytes") }
         if let length {
-            guard let l = BlkSize.parse(length), l % 512 == 0 else { throw ValidationError("--length must be a multiple of 512 bytes") }
+            guard let l = BlkSize.parse(length), l > 0, l % 512 == 0 else {
+                throw ValidationError("--length must be a positive multiple of 512 bytes")
+            }
         }
         guard let b = BlkSize.parse(bs), b > 0, b % 512 == 0, b <= 64 << 20 else {
             throw ValidationError("--bs must be a positive multiple of 512 bytes, at most 64m")
@@ -136,7 +138,11 @@ struct BlkRangeOptions: ParsableArguments {
             throw ExitCode(2)
         }
         let end = capacity &* 512
-        return end > offsetBytes ? end - offsetBytes : 0
+        guard end > offsetBytes else {
+            printError("sluice-gen blk: --offset \(offsetBytes) is at or past the end of the device (\(end) bytes)")
+            throw ExitCode(2)
+        }
+        return end - offsetBytes
     }
 }
 

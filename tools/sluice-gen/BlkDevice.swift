@@ -140,7 +140,9 @@ final class BlkDevice {
 
     deinit { close() }
 
+    /// Closes the socket and every fd, once (disconnect, a failed start, deinit).
     private func close() {
+        guard connected else { return }
         if inflightFD >= 0 { closeFD(inflightFD) }
         inflightFD = -1
         for q in queues {
