@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),  // LogHandler.log(event:)
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),  // sluice-gen blk latencies
     ],
     targets: [
         // C shim: pause, rdtsc, atomics on raw memory, CPU_SET, SCM_RIGHTS, libnuma, libhugetlbfs.
@@ -62,8 +63,9 @@ let package = Package(
         .executableTarget(
             name: "sluice-gen",
             dependencies: [
-                "VhostUser", "Virtio", "Platform", "CSluice",
+                "VhostUser", "Virtio", "Platform", "Block", "CSluice",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "tools/sluice-gen",
             exclude: ["check-with-testpmd.sh"],

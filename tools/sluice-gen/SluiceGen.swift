@@ -5,6 +5,8 @@
 //   sluice-gen tx   --socket PATH [--count N] [--size B] [--rate PPS] [--queues N] …
 //   sluice-gen rx   --socket PATH [--count N] [--timeout S] [--check-sequence]
 //   sluice-gen echo --socket PATH [--timeout S]
+//   sluice-gen blk info|write|read|verify|flush|discard|write-zeroes|id|load|raw-request --socket PATH …
+//     (the driver side of virtio-blk, for vhost-user-blk backends)
 //
 // Each prints one summary line (or one JSON object with --json). Exit status:
 // 0 success, 1 timeout or sequence errors, 2 the device could not be set up.
@@ -22,5 +24,5 @@ struct SluiceGen: ParsableCommand {
             vhost-user device could not be set up.
             """,
         version: SluiceVersion.string,
-        subcommands: [TxCommand.self, RxCommand.self, EchoCommand.self])
+        subcommands: [TxCommand.self, RxCommand.self, EchoCommand.self, BlkCommand.self])
 }
