@@ -39,10 +39,8 @@ public struct BlkCounters: BitwiseCopyable {
 /// `latency_us.ge_<2^(buckets-2)>`. Counters in a slot; sluice-stat sums the slots.
 @frozen
 public struct LatencyBuckets: BitwiseCopyable {
-    public static let buckets = 20   // up to ~0.5 s, then the overflow bucket
-    public static var names: [String] {
-        (0..<(buckets - 1)).map { "latency_us.lt_\(1 << $0)" } + ["latency_us.ge_\(1 << (buckets - 2))"]
-    }
+    public static let buckets = LatencyHistogram.buckets   // up to ~0.26 s, then the overflow bucket
+    public static var names: [String] { LatencyHistogram.bucketNames }
     /// The counters, one line each (pointer to `buckets` StatsCounter values the builder allocates).
     public let base: UnsafeMutablePointer<StatsCounter>
 

@@ -96,6 +96,27 @@ extension StatsFormat {
         .init(suffix: "alloc_fail", base: "mempool_alloc_failures", help: "Packet buffer allocations that failed."),
     ])
 
+    static let blkRules: [PrometheusRule] = longestFirst([
+        .init(suffix: "reads", base: "blk_reads", help: "Read requests completed by the blk export."),
+        .init(suffix: "writes", base: "blk_writes", help: "Write requests completed by the blk export."),
+        .init(suffix: "flushes", base: "blk_flushes", help: "Flush requests completed by the blk export."),
+        .init(suffix: "discards", base: "blk_discards", help: "Discard requests completed by the blk export."),
+        .init(suffix: "write_zeroes", base: "blk_write_zeroes", help: "Write-zeroes requests completed by the blk export."),
+        .init(suffix: "get_id", base: "blk_get_id", help: "GET_ID requests answered by the blk export."),
+        .init(suffix: "read_bytes", base: "blk_read_bytes", help: "Bytes read by the blk export's guest."),
+        .init(suffix: "write_bytes", base: "blk_write_bytes", help: "Bytes written by the blk export's guest."),
+        .init(suffix: "errors.ioerr", base: "blk_errors_ioerr", help: "Requests completed with VIRTIO_BLK_S_IOERR."),
+        .init(suffix: "errors.unsupp", base: "blk_errors_unsupp", help: "Requests completed with VIRTIO_BLK_S_UNSUPP."),
+        .init(suffix: "drop.bad_chain", base: "blk_bad_chains", help: "Descriptor chains without a status byte to answer in."),
+        .init(suffix: "inflight", base: "blk_inflight", help: "Requests with the backend now."),
+        .init(suffix: "connected", base: "blk_connected", help: "1 while a front-end is connected to the blk socket."),
+        .init(suffix: "vhost.bad_message", base: "blk_vhost_bad_messages", help: "Malformed vhost-user messages (connection dropped)."),
+        .init(suffix: "vhost.refused_message", base: "blk_vhost_refused_messages", help: "vhost-user messages the device refused."),
+        .init(suffix: "vhost.connects", base: "blk_vhost_connects", help: "Front-end connections accepted or made."),
+    ] + LatencyHistogram.bucketNames.map {
+        .init(suffix: $0, base: "blk_requests_by_latency", help: "Requests by latency (bucket below_us: less than that many µs; +Inf: the rest).")
+    })
+
     static let unmappedBase = "unmapped"
     static let unmappedHelp = "A sluice counter without a dedicated metric; the name label is its name in the segment."
 
@@ -142,6 +163,12 @@ extension StatsFormat {
         }
         if let (pool, rule) = split(name, prefix: "mempool.", rules: mempoolRules) {
             return series(rule.base, rule.help, [("mempool", pool)])
+        }
+        if let (blk, rule) = split(name, prefix: "blk.", rules: blkRules) {
+            if let bound = LatencyHistogram.upperBound(rule.suffix) {
+                return series(rule.base, rule.help, [("blk", blk), ("below_us", bound)])
+            }
+            return series(rule.base, rule.help, [("blk", blk)])
         }
         return series(unmappedBase, unmappedHelp, [("name", name)])
     }
