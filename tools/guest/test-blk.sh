@@ -199,6 +199,10 @@ start_backend() {
             kill) start_qsd kill $(qsd_disk dl "$LOOPIMG") $(qsd_export dl "$SL_RUN/loop.sock" on) ;;
         esac
     else
+        if ! "$SLUICE" --check --config "$SL_RUN/$name.ini" --cores "$CORES" >"$SL_RUN/check.out" 2>&1; then
+            sl_show_tail "$SL_RUN/$name.ini" 60
+            fail "sluice --check $name.ini: $(grep -a -m 1 -i -E 'error|unknown' "$SL_RUN/check.out" || head -n 1 "$SL_RUN/check.out")"
+        fi
         sl_start_sluice "$SL_RUN/$name.ini" "$SHM"
         BPID=$SLUICE_PID
     fi
@@ -237,9 +241,13 @@ read_stats() {
 
 # wait_done WHAT: the guest's DONE line (while the guest and the backend run), and no BLK-FAIL.
 wait_done() {
-    local line
-    line=$(sl_wait_marker "$SL_RUN/$VM_NAME.log" 'SLUICE-GUEST: DONE' "$BOOT_TIMEOUT" 0 "$VM $BPID") ||
-        fail "$1: the guest did not finish (no DONE line)"
+    local line rc=0
+    line=$(sl_wait_marker "$SL_RUN/$VM_NAME.log" 'SLUICE-GUEST: DONE' "$BOOT_TIMEOUT" 0 "$VM $BPID") || rc=$?
+    if [ "$rc" != 0 ]; then
+        sl_alive "$BPID" || fail "$1: $BACKEND (pid $BPID) exited before the guest finished"
+        sl_alive "$VM" || fail "$1: QEMU (pid $VM) exited before the guest finished: $(tail -n 1 "$SL_RUN/$VM_NAME.qemu")"
+        fail "$1: the guest did not finish within ${BOOT_TIMEOUT}s (no DONE line)"
+    fi
     sl_markers "$SL_RUN/$VM_NAME.log" >&2
     case "$line" in *" fail=0"*) ;; *) fail "$1: $line; $(sl_markers "$SL_RUN/$VM_NAME.log" | grep BLK-FAIL | head -n 1)" ;; esac
 }
