@@ -56,7 +56,7 @@ final class BlkVMTests: XCTestCase {
         let pass = try XCTUnwrap(result.line(startingWith: "PASS "), "no PASS line:\n\(result.tail(80))")
         XCTAssertTrue(pass.hasPrefix("PASS test-blk \(backend) phase=all:"), pass)
         for part in ["= image", "partition 2: 49152 sectors, tail write in place, partition 1 and outside unchanged",
-                     "read-only: read matches, write refused", "image unchanged", "kill -9 mid-loop",
+                     "read-only: read matches, write refused (guest ro=", "image unchanged", "kill -9 mid-loop",
                      "all read back intact afterwards, no I/O error"] {
             XCTAssertTrue(pass.contains(part), "'\(part)' missing from: \(pass)")
         }

@@ -17,7 +17,8 @@
 #                    block is in partition 2's last 4 KiB, the rest of partition 2, partition 1 and
 #                    everything outside partition 2 are unchanged;
 #                 3. read-only export (qsd writable=off, sluice read-only = true): the read matches
-#                    the image, the write fails, the image md5 is unchanged.
+#                    the image, the write fails (refused by the guest kernel when the device offers
+#                    VIRTIO_BLK_F_RO, else an error status), the image md5 is unchanged.
 #                 sluice also: each disk's serial, the blk.<name>.* counters, SIGTERM exits 0.
 #   --phase kill  backend in server mode, QEMU reconnect=1; the guest writes + reads back + compares
 #                 one new 4 KiB block at a time (blocks 0, 1, 2, ...) for LOOP_SECS; after its first
@@ -78,6 +79,7 @@ SLUICE_PID=""
 BPID=""          # the backend's pid (qsd or sluice)
 VM=""
 VM_NAME=""
+RO_FLAG=""
 SUMMARY=()
 
 fail() {
@@ -307,19 +309,32 @@ serial = sl-ro"
             need_marker BLK-DEV "${pair%%:*}" "serial"; line=$LINE
             [ "$(field "$line" serial)" = "${pair#*:}" ] || fail "disk at slot ${pair%%:*}: serial '$(field "$line" serial)', wanted ${pair#*:}"
         done
+        need_marker BLK-DEV 12 "ro flag"
+        RO_FLAG=$(field "$LINE" ro)
         read_stats
         counter_is blk.vda.write_bytes -eq $((64 * 4096))
         counter_is blk.vda.writes -ge 1
         counter_is blk.vda.read_bytes -ge $((64 * 4096))
         counter_is blk.part2.write_bytes -eq 4096
         counter_is blk.part2.read_bytes -ge $((17 * 4096))
-        counter_is blk.ro.writes -eq 0
         counter_is blk.ro.read_bytes -ge $((64 * 4096))
-        for blk in vda part2 ro; do
+        counter_is blk.ro.write_bytes -eq 0
+        if [ "$RO_FLAG" = 1 ]; then
+            counter_is blk.ro.writes -eq 0     # the guest kernel refused the write
+            counter_is blk.ro.errors.ioerr -eq 0
+        else                                   # sluice answered the write with an error
+            counter_is blk.ro.errors.ioerr -ge 0
+            counter_is blk.ro.errors.unsupp -ge 0
+            [ $(($(sl_counter "$STATS_JSON" blk.ro.errors.ioerr) + $(sl_counter "$STATS_JSON" blk.ro.errors.unsupp))) -ge 1 ] ||
+                fail "read-only disk without VIRTIO_BLK_F_RO: no errors.ioerr/errors.unsupp for the refused write"
+        fi
+        counter_is blk.ro.inflight -eq 0
+        for blk in vda part2; do
             counter_is "blk.$blk.errors.ioerr" -eq 0
+            counter_is "blk.$blk.errors.unsupp" -eq 0
             counter_is "blk.$blk.inflight" -eq 0
         done
-        sl_log "counters: vda wrote 262144 bytes, part2 4096, ro none; no I/O errors, nothing in flight"
+        sl_log "counters: vda wrote 262144 bytes, part2 4096, ro none; no errors on vda/part2, nothing in flight"
     fi
     sl_stop_pid "$VM"
     VM=""
@@ -354,13 +369,15 @@ serial = sl-ro"
     sl_log "2. partition 2: $sectors sectors, its pattern, last block written in place; partition 1 and the rest unchanged"
     SUMMARY+=("partition 2: $sectors sectors, tail write in place, partition 1 and outside unchanged")
 
-    # 3. read-only
+    # 3. read-only (the write may be refused by the guest kernel, VIRTIO_BLK_F_RO, or fail with an
+    # error status from the backend)
     need_marker BLK-READ 12 "read-only"; line=$LINE
     [ "$(field "$line" md5)" = "$(region_md5 "$ROIMG" 0 $((64 * 4096)))" ] || fail "read-only: the guest's read does not match the image ($line)"
     need_marker BLK-RO-OK 12 "read-only"; line=$LINE
+    RO_FLAG=$(field "$(marker BLK-DEV 12)" ro)
     [ "$(file_md5 "$ROIMG")" = "$ro_md5" ] || fail "read-only: the image changed"
     sl_log "3. read-only: read matches, ${line#*BLK-RO-OK }, image unchanged"
-    SUMMARY+=("read-only: read matches, write refused (ro=$(field "$(marker BLK-DEV 12)" ro)), image unchanged")
+    SUMMARY+=("read-only: read matches, write refused (guest ro=$RO_FLAG), image unchanged")
 }
 
 # ---- phase kill: SIGKILL + restart of the backend during the guest's write+verify loop ----
