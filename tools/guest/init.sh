@@ -18,6 +18,9 @@
 #   sl.blk=rw|ro                  blk role: write+verify, or read + expect write refusal
 #   sl.blocks=64                  blk role: number of 4 KiB blocks
 #   sl.blkdev=vda                 blk role: device name
+#   sl.blkchk=10:rw:64,11:tail:16 blk role: checks per disk, SLOT:KIND[:BLOCKS] (PCI slot in hex,
+#                                 KIND rw|ro|tail|loop); replaces sl.blk/sl.blkdev
+#   sl.loopsecs=15                blk role, loop check: seconds the write+verify loop runs at most
 #   sl.debug=1                    keep kernel messages on the console
 #
 # Markers (one per line, key=value details after the fixed words):
@@ -30,7 +33,10 @@
 #   PING-CUT ...                           last round cut short by sl.timeout (not a failure)
 #   DHCP4-LEASE ip=a.b.c.d/len router=... / DHCP4-FAIL
 #   SLAAC6 addr=... / DHCP6-UNSUPPORTED / DHCP6-LEASE ...
-#   BLK-DEV <dev> sectors=... ro=... / BLK-OK ... / BLK-READ md5=... / BLK-RO-OK / BLK-FAIL ...
+#   BLK-DEV <dev> sectors=... ro=... serial=... / BLK-WRITE md5=... / BLK-OK md5=... /
+#   BLK-READ md5=... / BLK-RO-OK / BLK-TAIL-OK md5=... block=N / BLK-LOOP-START /
+#   BLK-LOOP-PROGRESS iter=N / BLK-LOOP-OK blocks=N ... md5=... / BLK-DMESG-OK / BLK-FAIL ...
+#   (with sl.blkchk each ends with " dev=vdX slot=SLOT")
 #   ERROR <text>
 #   DONE role=... ok=<n> fail=<n>
 
@@ -245,41 +251,180 @@ role_dhcp() {
     if [ -n "${P_peer:-}" ]; then ping_loop; else serve_loop; fi
 }
 
-role_blk() {
-    dev=${P_blkdev:-vda}
-    blocks=${P_blocks:-64}
+# blk_wait_dev DEV: wait up to 5 s for /dev/DEV.
+blk_wait_dev() {
     n=0
-    while [ ! -b "/dev/$dev" ] && [ $n -lt 50 ]; do n=$((n + 1)); usleep 100000; done
-    if [ ! -b "/dev/$dev" ]; then say "BLK-FAIL no /dev/$dev"; FAIL=$((FAIL + 1)); return; fi
-    say "BLK-DEV $dev sectors=$(cat "/sys/block/$dev/size") ro=$(cat "/sys/block/$dev/ro")"
-    if [ "${P_blk:-rw}" = ro ]; then
-        if ! dd if="/dev/$dev" of=/tmp/rd bs=4096 count="$blocks" iflag=direct 2>/tmp/dd.err; then
-            say "BLK-FAIL read $(head -n 1 /tmp/dd.err)"; FAIL=$((FAIL + 1)); return
-        fi
-        say "BLK-READ md5=$(md5sum </tmp/rd | cut -d' ' -f1) blocks=$blocks"
-        OK=$((OK + 1))
-        if dd if=/tmp/rd of="/dev/$dev" bs=4096 count=1 oflag=direct conv=fsync 2>/tmp/dd.err; then
-            say "BLK-FAIL write-accepted on read-only device"; FAIL=$((FAIL + 1))
-        else
-            say "BLK-RO-OK write refused: $(head -n 1 /tmp/dd.err)"; OK=$((OK + 1))
-        fi
-        return
+    while [ ! -b "/dev/$1" ] && [ $n -lt 50 ]; do n=$((n + 1)); usleep 100000; done
+    [ -b "/dev/$1" ]
+}
+
+# blk_find SLOT: print the vdX whose PCI function is 0000:00:SLOT.0 (waits up to 5 s).
+blk_find() {
+    n=0
+    while [ $n -lt 50 ]; do
+        for d in /sys/block/vd*; do
+            [ -e "$d" ] || continue
+            case "$(readlink -f "$d")" in
+                */0000:00:"$1".0/*) echo "${d##*/}"; return 0 ;;
+            esac
+        done
+        n=$((n + 1))
+        usleep 100000
+    done
+    return 1
+}
+
+# now_cs: NOW = uptime in centiseconds (no fork).
+now_cs() {
+    read -r up _ </proc/uptime
+    NOW=$(( ${up%%.*} * 100 + 1${up#*.} - 100 ))
+}
+
+# blk_fail TEXT: one BLK-FAIL marker (TEXT names the check and the device).
+blk_fail() { say "BLK-FAIL $*"; FAIL=$((FAIL + 1)); }
+
+# blk_ro DEV BLOCKS TAG: read BLOCKS 4 KiB blocks (md5), then a write must be refused.
+blk_ro() {
+    if ! dd if="/dev/$1" of=/tmp/rd bs=4096 count="$2" iflag=direct 2>/tmp/dd.err; then
+        blk_fail "read $(head -n 1 /tmp/dd.err)$3"; return
     fi
-    dd if=/dev/urandom of=/tmp/wr bs=4096 count="$blocks" 2>/dev/null
+    say "BLK-READ md5=$(md5sum </tmp/rd | cut -d' ' -f1) blocks=$2$3"
+    OK=$((OK + 1))
+    if dd if=/tmp/rd of="/dev/$1" bs=4096 count=1 oflag=direct conv=fsync 2>/tmp/dd.err; then
+        blk_fail "write-accepted on read-only device$3"
+    else
+        say "BLK-RO-OK write refused: $(head -n 1 /tmp/dd.err)$3"; OK=$((OK + 1))
+    fi
+}
+
+# blk_rw DEV BLOCKS TAG BS: write BLOCKS random 4 KiB blocks from offset 0 in BS-byte
+# requests, read them back in 4 KiB requests, compare md5.
+blk_rw() {
+    dd if=/dev/urandom of=/tmp/wr bs=4096 count="$2" 2>/dev/null
     want=$(md5sum </tmp/wr | cut -d' ' -f1)
-    if ! dd if=/tmp/wr of="/dev/$dev" bs=4096 count="$blocks" oflag=direct conv=fsync 2>/tmp/dd.err; then
-        say "BLK-FAIL write $(head -n 1 /tmp/dd.err)"; FAIL=$((FAIL + 1)); return
+    if ! dd if=/tmp/wr of="/dev/$1" bs="$4" oflag=direct conv=fsync 2>/tmp/dd.err; then
+        blk_fail "write $(head -n 1 /tmp/dd.err)$3"; return
     fi
-    say "BLK-WRITE md5=$want blocks=$blocks"
-    if ! dd if="/dev/$dev" of=/tmp/rd bs=4096 count="$blocks" iflag=direct 2>/tmp/dd.err; then
-        say "BLK-FAIL read $(head -n 1 /tmp/dd.err)"; FAIL=$((FAIL + 1)); return
+    say "BLK-WRITE md5=$want blocks=$2 bs=$4$3"
+    if ! dd if="/dev/$1" of=/tmp/rd bs=4096 count="$2" iflag=direct 2>/tmp/dd.err; then
+        blk_fail "read $(head -n 1 /tmp/dd.err)$3"; return
     fi
     got=$(md5sum </tmp/rd | cut -d' ' -f1)
     if [ "$got" = "$want" ]; then
-        say "BLK-OK md5=$got blocks=$blocks"; OK=$((OK + 1))
+        say "BLK-OK md5=$got blocks=$2$3"; OK=$((OK + 1))
     else
-        say "BLK-FAIL md5 mismatch wrote=$want read=$got"; FAIL=$((FAIL + 1))
+        blk_fail "md5 mismatch wrote=$want read=$got$3"
     fi
+}
+
+# blk_tail DEV BLOCKS TAG: md5 of the first BLOCKS 4 KiB blocks, then one random block
+# written to the device's last 4 KiB and read back.
+blk_tail() {
+    sectors=$(cat "/sys/block/$1/size")
+    if [ $((sectors % 8)) != 0 ] || [ "$sectors" -lt 8 ]; then
+        blk_fail "tail: $sectors sectors is not a whole number of 4 KiB blocks$3"; return
+    fi
+    if ! dd if="/dev/$1" of=/tmp/rd bs=4096 count="$2" iflag=direct 2>/tmp/dd.err; then
+        blk_fail "read $(head -n 1 /tmp/dd.err)$3"; return
+    fi
+    say "BLK-READ md5=$(md5sum </tmp/rd | cut -d' ' -f1) blocks=$2$3"
+    last=$((sectors / 8 - 1))
+    dd if=/dev/urandom of=/tmp/wr bs=4096 count=1 2>/dev/null
+    if ! dd if=/tmp/wr of="/dev/$1" bs=4096 seek="$last" count=1 oflag=direct conv=fsync 2>/tmp/dd.err; then
+        blk_fail "tail write block $last: $(head -n 1 /tmp/dd.err)$3"; return
+    fi
+    if ! dd if="/dev/$1" of=/tmp/rd bs=4096 skip="$last" count=1 iflag=direct 2>/tmp/dd.err; then
+        blk_fail "tail read block $last: $(head -n 1 /tmp/dd.err)$3"; return
+    fi
+    want=$(md5sum </tmp/wr | cut -d' ' -f1)
+    got=$(md5sum </tmp/rd | cut -d' ' -f1)
+    if [ "$got" = "$want" ]; then
+        say "BLK-TAIL-OK md5=$got block=$last$3"; OK=$((OK + 1))
+    else
+        blk_fail "tail md5 mismatch block=$last wrote=$want read=$got$3"
+    fi
+}
+
+# blk_loop DEV BLOCKS TAG: write + read back + compare one new random 4 KiB block at a time
+# (blocks 0, 1, 2, ...) for sl.loopsecs seconds or until BLOCKS blocks are written; then read
+# all written blocks again and compare (so blocks written before a backend restart are read
+# from the restarted backend); then no I/O error may be in the kernel log.
+blk_loop() {
+    secs=${P_loopsecs:-15}
+    : >/tmp/exp
+    now_cs; t0=$NOW; iter=0; maxcs=0
+    say "BLK-LOOP-START blocks=$2 secs=$secs$3"
+    while [ "$iter" -lt "$2" ] && [ $((NOW - t0)) -lt $((secs * 100)) ]; do
+        dd if=/dev/urandom of=/tmp/b bs=4096 count=1 2>/dev/null
+        now_cs; s=$NOW
+        if ! dd if=/tmp/b of="/dev/$1" bs=4096 seek="$iter" count=1 oflag=direct 2>/tmp/dd.err; then
+            blk_fail "loop write block=$iter: $(head -n 1 /tmp/dd.err)$3"; return
+        fi
+        if ! dd if="/dev/$1" of=/tmp/r bs=4096 skip="$iter" count=1 iflag=direct 2>/tmp/dd.err; then
+            blk_fail "loop read block=$iter: $(head -n 1 /tmp/dd.err)$3"; return
+        fi
+        now_cs
+        [ $((NOW - s)) -gt "$maxcs" ] && maxcs=$((NOW - s))
+        if ! cmp -s /tmp/b /tmp/r; then
+            blk_fail "loop verify block=$iter: read back differs$3"; return
+        fi
+        cat /tmp/b >>/tmp/exp
+        iter=$((iter + 1))
+        [ $((iter % 100)) = 0 ] && say "BLK-LOOP-PROGRESS iter=$iter slowest_ms=$((maxcs * 10))$3"
+    done
+    if [ "$iter" = 0 ]; then blk_fail "loop wrote nothing$3"; return; fi
+    if ! dd if="/dev/$1" of=/tmp/rd bs=4096 count="$iter" iflag=direct 2>/tmp/dd.err; then
+        blk_fail "loop final read: $(head -n 1 /tmp/dd.err)$3"; return
+    fi
+    want=$(md5sum </tmp/exp | cut -d' ' -f1)
+    got=$(md5sum </tmp/rd | cut -d' ' -f1)
+    if [ "$got" != "$want" ]; then
+        blk_fail "loop final verify: expected md5=$want read md5=$got$3"; return
+    fi
+    say "BLK-LOOP-OK blocks=$iter verified=$iter md5=$got slowest_ms=$((maxcs * 10))$3"
+    OK=$((OK + 1))
+    bad=$(dmesg | grep -i -E 'I/O error|blk_update_request|critical .*error|virtio_blk.*(fail|error)' | head -n 1)
+    if [ -n "$bad" ]; then
+        blk_fail "loop dmesg: $bad$3"
+    else
+        say "BLK-DMESG-OK$3"; OK=$((OK + 1))
+    fi
+}
+
+# blk_check DEV KIND BLOCKS TAG: one check on /dev/DEV (rw, ro, tail, loop).
+blk_check() {
+    if ! blk_wait_dev "$1"; then blk_fail "no /dev/$1$4"; return; fi
+    serial=$(tr -cd 'A-Za-z0-9_.:-' <"/sys/block/$1/serial" 2>/dev/null)
+    say "BLK-DEV $1 sectors=$(cat "/sys/block/$1/size") ro=$(cat "/sys/block/$1/ro") serial=${serial:-none}$4"
+    case "$2" in
+        rw)   blk_rw "$1" "$3" "$4" 65536 ;;
+        ro)   blk_ro "$1" "$3" "$4" ;;
+        tail) blk_tail "$1" "$3" "$4" ;;
+        loop) blk_loop "$1" "$3" "$4" ;;
+        *)    blk_fail "unknown check '$2'$4" ;;
+    esac
+}
+
+# Without sl.blkchk: one check (sl.blk=rw|ro) on sl.blkdev. With sl.blkchk=SLOT:KIND:BLOCKS,...
+# (SLOT = the PCI slot in hex as run-vm.sh assigns it, 10 for the first --blk-socket): each
+# check in turn on the disk at that slot; its markers end with " dev=vdX slot=SLOT".
+role_blk() {
+    if [ -z "${P_blkchk:-}" ]; then
+        blk_check "${P_blkdev:-vda}" "${P_blk:-rw}" "${P_blocks:-64}" ""
+        return
+    fi
+    for chk in $(echo "$P_blkchk" | tr ',' ' '); do
+        slot=${chk%%:*}
+        rest=${chk#*:}
+        kind=${rest%%:*}
+        blocks=${rest#*:}
+        [ "$blocks" = "$rest" ] && blocks=${P_blocks:-64}
+        if ! dev=$(blk_find "$slot"); then
+            blk_fail "no virtio disk at PCI slot $slot ($chk) slot=$slot"
+            continue
+        fi
+        blk_check "$dev" "$kind" "$blocks" " dev=$dev slot=$slot"
+    done
 }
 
 main() {

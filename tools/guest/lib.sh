@@ -161,6 +161,30 @@ sl_wait_path() {
     done
 }
 
+# sl_listens PID PATH: true when process PID holds a listening unix socket bound to PATH (a
+# stale socket file left by a killed process does not count).
+sl_listens() {
+    local ino fd
+    # shellcheck disable=SC2013  # one inode number per line
+    for ino in $(awk -v p="$2" '$8 == p && $4 == "00010000" { print $7 }' /proc/net/unix 2>/dev/null); do
+        for fd in /proc/"$1"/fd/*; do
+            [ "$(readlink "$fd" 2>/dev/null)" = "socket:[$ino]" ] && return 0
+        done
+    done
+    return 1
+}
+
+# sl_wait_listen PID PATH TIMEOUT: wait until PID listens on PATH (sl_listens); returns 1 on
+# timeout, 2 if PID exits first.
+sl_wait_listen() {
+    local end=$(($(date +%s) + $3))
+    until sl_listens "$1" "$2"; do
+        sl_alive "$1" || { sl_log "process $1 exited before it listened on $2"; return 2; }
+        [ "$(date +%s)" -lt "$end" ] || { sl_log "timeout: process $1 not listening on $2 after $3s"; return 1; }
+        sleep 0.05
+    done
+}
+
 # sl_wait_marker FILE REGEX TIMEOUT [FROM_OFFSET [PIDS]]
 # Wait until a line matching the extended regex REGEX appears in FILE after byte FROM_OFFSET
 # (default 0); print that line. Returns 1 on timeout, 2 if one of PIDS (a space-separated

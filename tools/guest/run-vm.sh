@@ -10,7 +10,8 @@
 #   --mac MAC            MAC of the matching --socket (n-th --mac for n-th NIC)   [SLUICE_VM_MAC]
 #                        default 52:54:00:53:00:<nic index + 1>
 #   --queues N           queue pairs per NIC (netdev queues=N, mq=on)       [SLUICE_VM_QUEUES, 1]
-#   --blk-socket PATH    vhost-user-blk socket (guest sees /dev/vda)        [SLUICE_VM_BLK_SOCKET]
+#   --blk-socket PATH    vhost-user-blk socket; repeat for more disks: the n-th (from 0) sits
+#                        at PCI slot 0x10+n (guest: /dev/vda, vdb, ...)     [SLUICE_VM_BLK_SOCKET]
 #   --client-chardev     QEMU listens on the sockets (server=on,wait=off): the backend
 #                        connects as a client                              [SLUICE_VM_CLIENT_CHARDEV=1]
 #   --reconnect SECS     when QEMU is the client: reconnect interval, 0 = off; QEMU also waits
@@ -33,7 +34,8 @@ macs=()
 [ -n "${SLUICE_VM_SOCKET:-}" ] && sockets+=("$SLUICE_VM_SOCKET")
 [ -n "${SLUICE_VM_MAC:-}" ] && macs+=("$SLUICE_VM_MAC")
 queues=${SLUICE_VM_QUEUES:-1}
-blk=${SLUICE_VM_BLK_SOCKET:-}
+blks=()
+[ -n "${SLUICE_VM_BLK_SOCKET:-}" ] && blks+=("$SLUICE_VM_BLK_SOCKET")
 client_chardev=${SLUICE_VM_CLIENT_CHARDEV:-0}
 reconnect=${SLUICE_VM_RECONNECT:-1}
 append=${SLUICE_VM_APPEND:-}
@@ -47,7 +49,7 @@ guest_dir=${SLUICE_GUEST_DIR:-/var/cache/sluice-guest}
 dry_run=0
 extra=()
 
-usage() { sed -n '2,30p' "$0"; }
+usage() { sed -n '2,28p' "$0"; }
 need() { [ $# -ge 2 ] || { echo "run-vm: $1 needs a value" >&2; exit 2; }; }
 
 while [ $# -gt 0 ]; do
@@ -55,7 +57,7 @@ while [ $# -gt 0 ]; do
         --socket) need "$@"; sockets+=("$2"); shift ;;
         --mac) need "$@"; macs+=("$2"); shift ;;
         --queues) need "$@"; queues=$2; shift ;;
-        --blk-socket) need "$@"; blk=$2; shift ;;
+        --blk-socket) need "$@"; blks+=("$2"); shift ;;
         --client-chardev) client_chardev=1 ;;
         --reconnect) need "$@"; reconnect=$2; shift ;;
         --append) need "$@"; append="$append $2"; shift ;;
@@ -119,10 +121,12 @@ for sock in "${sockets[@]}"; do
     i=$((i + 1))
 done
 
-if [ -n "$blk" ]; then
-    cmd+=(-chardev "socket,id=vhublk,path=$blk$(chardev_mode)"
-        -device vhost-user-blk-pci,chardev=vhublk,num-queues=1)
-fi
+i=0
+for sock in "${blks[@]}"; do
+    cmd+=(-chardev "socket,id=vhublk$i,path=$sock$(chardev_mode)"
+        -device "vhost-user-blk-pci,chardev=vhublk$i,num-queues=1,addr=$(printf '0x%x' $((0x10 + i)))")
+    i=$((i + 1))
+done
 if [ -n "$monitor" ]; then
     cmd+=(-chardev "socket,id=hmp,path=$monitor,server=on,wait=off" -mon chardev=hmp,mode=readline)
 fi
