@@ -163,8 +163,7 @@ enum BlkDecoder {
         for b in blks {
             guard let c = b.config else { continue }
             if case .disk(let name) = c.device, !diskNames.contains(name) {
-                let known = disks.map(\.name)
-                let hint = nearestKey(to: name, among: Set(known)).map { " (did you mean '\($0)'?)" } ?? ""
+                let hint = nearestKey(to: name, among: diskNames).map { " (did you mean '\($0)'?)" } ?? ""
                 log.error(c.deviceLine, "blk '\(c.name)': no [disk \(name)] section\(hint)")
             }
             if let line = b.socketLine {
