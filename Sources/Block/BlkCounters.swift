@@ -51,10 +51,9 @@ public struct LatencyBuckets: BitwiseCopyable {
 
     public func free() { base.deallocate() }
 
-    /// Count one request of `nanos`.
+    /// Count one request of `us` microseconds.
     @inlinable
-    public func record(nanos: UInt64) {
-        let us = nanos / 1000
+    public func record(micros us: UInt64) {
         // Bucket k holds [2^(k-1), 2^k) µs; 0 µs goes to bucket 0 (< 1 µs).
         var k = us == 0 ? 0 : 64 - us.leadingZeroBitCount
         if k >= Self.buckets { k = Self.buckets - 1 }

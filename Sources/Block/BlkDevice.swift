@@ -79,6 +79,7 @@ public final class VirtioBlkModel: VhostUserDeviceModel, @unchecked Sendable {
             p.pointee.serial.deallocate()
             p.pointee.users.deallocate()
             p.pointee.results.deallocate()
+            p.pointee.counters.latency.free()
             p.deinitialize(count: 1)
             p.deallocate()
         }
@@ -146,7 +147,7 @@ public final class VirtioBlkModel: VhostUserDeviceModel, @unchecked Sendable {
     }
 
     public func drainInFlight(queue: Int?) {
-        let now = Clock.monotonicNanos()
+        let now = sl_rdtsc()
         for (i, p) in io.enumerated() where queue == nil || queue == i {
             guard i < queues.count, p.pointee.pending > 0 || p.pointee.prepared > 0 else { continue }
             BlkQueue(vq: queues[i], io: p).drain(now: now)

@@ -31,6 +31,8 @@ public struct BlkIO {
     public var results: UnsafeMutablePointer<Int32>
     /// Last value stored in the inflight gauge.
     public var gaugeShown: Int = 0
+    /// TSC ticks per microsecond (request latencies are timed with the TSC).
+    public var ticksPerMicro: UInt64 = max(1, UInt64(Clock.cyclesPerSecond / 1e6))
 }
 
 extension BlkIO {
@@ -54,8 +56,8 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
         let s = vq.state
         guard s.pointee.addressed, s.pointee.memory != nil else { return 0 }
         var n = 0
-        if io.pointee.pending > 0 { n &+= reap(now: ctx.now) }
-        if s.pointee.isLive { n &+= take(now: ctx.now) }
+        if io.pointee.pending > 0 { n &+= reap(now: sl_rdtsc()) }
+        if s.pointee.isLive { n &+= take() }
         if io.pointee.prepared > 0 { submit() }
         if n > 0 {
             if s.pointee.inflight == nil { vq.publishUsed() }
@@ -71,14 +73,19 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
 
     /// Take up to `burst` requests: recovered ones, then the avail ring.
     @inlinable
-    func take(now: UInt64) -> Int {
+    func take() -> Int {
         var n = 0
-        while n < Self.burst, let head = vq.nextResubmit() {
-            start(head: head, now: now, tracked: false)
-            n &+= 1
+        let s = vq.state
+        if s.pointee.resubmitNext < s.pointee.resubmitCount {
+            let now = sl_rdtsc()
+            while n < Self.burst, let head = vq.nextResubmit() {
+                start(head: head, now: now, tracked: false)
+                n &+= 1
+            }
         }
         let avail = vq.availableCount()
         if avail == 0 { return n }
+        let now = sl_rdtsc()
         let count = min(avail, Self.burst &- n)
         for i in 0..<count {
             start(head: vq.availHead(i), now: now, tracked: true)
@@ -174,7 +181,7 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
         // rc < 0 (EAGAIN, EBUSY): the SQEs stay queued; the next poll submits them.
     }
 
-    /// Finish what the kernel has completed.
+    /// Finish what the kernel has completed (`now`: the TSC).
     @inlinable
     public func reap(now: UInt64) -> Int {
         let io = self.io
@@ -219,7 +226,7 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
     func finish(head: UInt16, status: UInt8, len: UInt32, now: UInt64) {
         let slot = io.pointee.slots + Int(head)
         slot.pointee.status?.pointee = status
-        io.pointee.counters.latency.record(nanos: now &- slot.pointee.start)
+        io.pointee.counters.latency.record(micros: (now &- slot.pointee.start) / io.pointee.ticksPerMicro)
         vq.completeTracked(id: head, len: len)
     }
 
@@ -248,6 +255,7 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
 
     /// Control thread, worker paused: wait for every request with the kernel and
     /// complete it (the guest's memory is still mapped), so nothing lands later.
+    /// `now`: the TSC.
     public func drain(now: UInt64) {
         let io = self.io
         if io.pointee.prepared > 0 { submit() }

@@ -18,7 +18,7 @@ public struct BlkSlot: BitwiseCopyable {
     public var sector: UInt64 = 0
     /// Data bytes (IN/OUT), or bytes of the GET_ID answer.
     public var bytes: UInt32 = 0
-    /// CLOCK_MONOTONIC ns when the request was taken.
+    /// TSC when the request was taken.
     public var start: UInt64 = 0
 
     public init(iov: UnsafeMutablePointer<iovec>) { self.iov = iov }
