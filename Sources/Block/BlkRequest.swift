@@ -46,15 +46,13 @@ public enum BlkRequestParser {
     /// Largest data transfer of one request (and `max_discard_sectors` × 512).
     public static let maxBytes = 32 << 20
 
-    /// Walk the chain at `head` into `slot`: every buffer as an iovec (device-readable
-    /// ones first, as the spec orders them), then the 16-byte header taken off the front
+    /// Walk the chain at `head` into `slot` (`Virtqueue.visitChain`): every buffer as an
+    /// iovec (device-readable ones first, as the spec orders them), then the 16-byte header taken off the front
     /// and the status byte off the back; what remains is the request's data. Checks
     /// directions, lengths and the sector range against `target`.
     @inlinable
     public static func parse(_ vq: Virtqueue, head: UInt16, into slot: UnsafeMutablePointer<BlkSlot>,
                              target: BlockTarget) -> BlkParse {
-        let s = vq.state
-        guard let mem = s.pointee.memory else { return .badChain }
         let iov = slot.pointee.iov
         var count = 0
         var firstWritable = -1
@@ -63,54 +61,25 @@ public enum BlkRequestParser {
         var readableBytes = 0, writableBytes = 0
         slot.pointee.status = nil
         slot.pointee.iovCount = 0
-        // The walk: as Virtqueue.walkChain, but directions are mixed and recorded.
-        var table = s.pointee.desc.unsafelyUnwrapped
-        var tableSize = UInt32(s.pointee.size)
-        var idx = UInt32(head)
-        var steps: UInt32 = 0
-        var inIndirect = false
-        while true {
-            guard idx < tableSize else { return .badChain }
-            let d = table + Int(idx) &* 16
-            let addr = d.loadUnaligned(as: UInt64.self)
-            let len = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
-            let flags = d.loadUnaligned(fromByteOffset: 12, as: UInt16.self)
-            let next = d.loadUnaligned(fromByteOffset: 14, as: UInt16.self)
-            steps &+= 1
-            guard steps <= tableSize else { return .badChain }
-            if flags & VringDescFlag.indirect != 0 {
-                guard s.pointee.indirect, !inIndirect, flags & VringDescFlag.next == 0,
-                      len >= 16, len & 15 == 0, len >> 4 <= UInt32(s.pointee.size),
-                      let t = mem.translate(addr, len) else { return .badChain }
-                table = t
-                tableSize = len >> 4
-                idx = 0
-                steps = 0
-                inIndirect = true
-                continue
+        let walked = vq.visitChain(head: head) { p, len, writes in
+            if writes {
+                if firstWritable < 0 { firstWritable = count }
+                lastWritable = (p, len)
+                writableBytes &+= Int(len)
+            } else {
+                // A device-readable buffer after a writable one breaks the layout (§2.7.4.2).
+                if firstWritable >= 0 { overflow = true }
+                readableBytes &+= Int(len)
             }
-            let writes = flags & VringDescFlag.write != 0
-            if len > 0 {
-                guard let p = mem.translate(addr, len) else { return .badChain }
-                if writes {
-                    if firstWritable < 0 { firstWritable = count }
-                    lastWritable = (p, len)
-                    writableBytes &+= Int(len)
-                } else {
-                    // A device-readable buffer after a writable one breaks the layout (§2.7.4.2).
-                    if firstWritable >= 0 { overflow = true }
-                    readableBytes &+= Int(len)
-                }
-                if count < iovCapacity {
-                    iov[count] = iovec(iov_base: p, iov_len: Int(len))
-                    count &+= 1
-                } else {
-                    overflow = true
-                }
+            if count < iovCapacity {
+                iov[count] = iovec(iov_base: p, iov_len: Int(len))
+                count &+= 1
+            } else {
+                overflow = true
             }
-            if flags & VringDescFlag.next == 0 { break }
-            idx = UInt32(next)
+            return true
         }
+        guard walked == .none else { return .badChain }
         // The status byte: the last byte of the last device-writable buffer.
         guard let (lastP, lastLen) = lastWritable else { return .badChain }
         slot.pointee.status = (lastP + Int(lastLen) - 1).assumingMemoryBound(to: UInt8.self)

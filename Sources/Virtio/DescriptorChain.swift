@@ -74,6 +74,19 @@ extension Virtqueue {
     @inlinable
     public func walkChain(head: UInt16, deviceWrites: Bool, into segs: SegmentList) -> ChainError {
         segs.reset()
+        return visitChain(head: head) { p, len, writes in
+            writes == deviceWrites && segs.append(p, len)
+        }
+    }
+
+    /// Visit every buffer of the chain at `head` in order: its host address (translated,
+    /// bounds-checked), length and whether the device may write it; zero-length buffers
+    /// are skipped. `visit` returns false to refuse the chain. `.badDescriptor` for an
+    /// index out of range, a loop (more steps than the table has entries), a bad indirect
+    /// table (§2.7.5.3: one level, whole descriptors, not with NEXT), an address outside
+    /// guest memory, or a refused buffer.
+    @inlinable @inline(__always)
+    public func visitChain(head: UInt16, _ visit: (UnsafeMutableRawPointer, UInt32, Bool) -> Bool) -> ChainError {
         let s = state
         guard let mem = s.pointee.memory else { return .badDescriptor }
         var table = s.pointee.desc.unsafelyUnwrapped
@@ -92,7 +105,6 @@ extension Virtqueue {
             steps &+= 1
             guard steps <= tableSize else { return .badDescriptor }
             if flags & VringDescFlag.indirect != 0 {
-                // §2.7.5.3: one level only, a whole number of descriptors, not combined with NEXT.
                 guard s.pointee.indirect, !inIndirect, flags & VringDescFlag.next == 0,
                       len >= 16, len & 15 == 0, len >> 4 <= UInt32(s.pointee.size),
                       let t = mem.translate(addr, len) else { return .badDescriptor }
@@ -103,9 +115,10 @@ extension Virtqueue {
                 inIndirect = true
                 continue
             }
-            guard (flags & VringDescFlag.write != 0) == deviceWrites else { return .badDescriptor }
             if len > 0 {
-                guard let p = mem.translate(addr, len), segs.append(p, len) else { return .badDescriptor }
+                guard let p = mem.translate(addr, len), visit(p, len, flags & VringDescFlag.write != 0) else {
+                    return .badDescriptor
+                }
             }
             if flags & VringDescFlag.next == 0 { return .none }
             idx = UInt32(next)
