@@ -34,46 +34,42 @@ int sl_uring_register_file(sl_uring *r, int fd) { return io_uring_register_files
 
 int sl_uring_register_eventfd(sl_uring *r, int efd) { return io_uring_register_eventfd(&r->ring, efd); }
 
-static struct io_uring_sqe *next_sqe(sl_uring *r, uint64_t user) {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
-    if (sqe) io_uring_sqe_set_data64(sqe, user);
-    return sqe;
+// The next free SQE, or NULL when the submission queue is full. Every operation is on
+// fixed file 0 and carries `user` back in its completion.
+static struct io_uring_sqe *next_sqe(sl_uring *r) { return io_uring_get_sqe(&r->ring); }
+
+static int queued(struct io_uring_sqe *sqe, uint64_t user) {
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, user);
+    return 0;
 }
 
 int sl_uring_prep_readv(sl_uring *r, const struct iovec *iov, unsigned n, uint64_t offset, uint64_t user) {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+    struct io_uring_sqe *sqe = next_sqe(r);
     if (!sqe) return -EBUSY;
     io_uring_prep_readv(sqe, 0, iov, n, offset);
-    sqe->flags |= IOSQE_FIXED_FILE;
-    io_uring_sqe_set_data64(sqe, user);
-    return 0;
+    return queued(sqe, user);
 }
 
 int sl_uring_prep_writev(sl_uring *r, const struct iovec *iov, unsigned n, uint64_t offset, uint64_t user) {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+    struct io_uring_sqe *sqe = next_sqe(r);
     if (!sqe) return -EBUSY;
     io_uring_prep_writev(sqe, 0, iov, n, offset);
-    sqe->flags |= IOSQE_FIXED_FILE;
-    io_uring_sqe_set_data64(sqe, user);
-    return 0;
+    return queued(sqe, user);
 }
 
 int sl_uring_prep_fsync(sl_uring *r, uint64_t user) {
-    struct io_uring_sqe *sqe = next_sqe(r, user);
+    struct io_uring_sqe *sqe = next_sqe(r);
     if (!sqe) return -EBUSY;
     io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
-    sqe->flags |= IOSQE_FIXED_FILE;
-    io_uring_sqe_set_data64(sqe, user);
-    return 0;
+    return queued(sqe, user);
 }
 
 int sl_uring_prep_fallocate(sl_uring *r, int mode, uint64_t offset, uint64_t length, uint64_t user) {
-    struct io_uring_sqe *sqe = next_sqe(r, user);
+    struct io_uring_sqe *sqe = next_sqe(r);
     if (!sqe) return -EBUSY;
     io_uring_prep_fallocate(sqe, 0, mode, offset, length);
-    sqe->flags |= IOSQE_FIXED_FILE;
-    io_uring_sqe_set_data64(sqe, user);
-    return 0;
+    return queued(sqe, user);
 }
 
 int sl_uring_submit(sl_uring *r) { return io_uring_submit(&r->ring); }
