@@ -14,6 +14,8 @@ public struct BlkCounters: BitwiseCopyable {
     public var ioerr: StatsCounter
     public var unsupp: StatsCounter
     public var badChain: StatsCounter
+    /// Reads and writes O_DIRECT refused (EINVAL: alignment) and the buffered file served.
+    public var bufferedRetries: StatsCounter
     /// Gauge: requests with the backend now (this worker's queues).
     public var inflight: StatsCounter
     /// Latency buckets: bucket k counts requests that took < 2^k µs; the last one the rest.
@@ -21,7 +23,7 @@ public struct BlkCounters: BitwiseCopyable {
 
     /// In the order of `names`, then the latency buckets (`LatencyBuckets.names`).
     public static let names = ["reads", "writes", "flushes", "discards", "write_zeroes", "get_id", "read_bytes", "write_bytes",
-                               "errors.ioerr", "errors.unsupp", "drop.bad_chain", "inflight"]
+                               "errors.ioerr", "errors.unsupp", "drop.bad_chain", "inflight", "buffered_retries"]
     public static var allNames: [String] { names + LatencyBuckets.names }
     public static func kind(_ name: String) -> CounterKind { name == "inflight" ? .gauge : .counter }
 
@@ -29,7 +31,8 @@ public struct BlkCounters: BitwiseCopyable {
     public init(_ c: [StatsCounter]) {
         reads = c[0]; writes = c[1]; flushes = c[2]; discards = c[3]; writeZeroes = c[4]; getID = c[5]
         readBytes = c[6]; writeBytes = c[7]; ioerr = c[8]; unsupp = c[9]; badChain = c[10]; inflight = c[11]
-        latency = LatencyBuckets(Array(c[12...]))
+        bufferedRetries = c[12]
+        latency = LatencyBuckets(Array(c[13...]))
     }
 
     public static var discard: BlkCounters { BlkCounters(Array(repeating: .discard, count: allNames.count)) }

@@ -46,7 +46,7 @@ public final class VirtioBlkModel: VhostUserDeviceModel, @unchecked Sendable {
                 throw BlkSetupError(description: "blk \(spec.name): io_uring for queue \(q): \(String(cString: strerror(-err)))"
                                     + (err == -EPERM || err == -ENOSYS ? " (io_uring disabled? see /proc/sys/kernel/io_uring_disabled)" : ""))
             }
-            let rc = sl_uring_register_file(ring, spec.target.fd)
+            let rc = sl_uring_register_files(ring, spec.target.fd, spec.target.bufferedFD)
             guard rc == 0 else {
                 sl_uring_destroy(ring)
                 Self.free(made)

@@ -129,10 +129,9 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
         let offset = target.offsetBytes &+ slot.pointee.sector &<< 9
         var rc: Int32 = 0
         switch slot.pointee.type {
-        case VirtioBlk.RequestType.input:
-            rc = sl_uring_prep_readv(ring, slot.pointee.iov, UInt32(slot.pointee.iovCount), offset, user)
-        case VirtioBlk.RequestType.output:
-            rc = sl_uring_prep_writev(ring, slot.pointee.iov, UInt32(slot.pointee.iovCount), offset, user)
+        case VirtioBlk.RequestType.input, VirtioBlk.RequestType.output:
+            slot.pointee.buffered = false
+            rc = prepareTransfer(slot, file: 0)
         case VirtioBlk.RequestType.flush:
             rc = sl_uring_prep_fsync(ring, user)
         case VirtioBlk.RequestType.discard, VirtioBlk.RequestType.writeZeroes:
@@ -155,6 +154,17 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
         }
         slot.pointee.busy = true
         io.pointee.prepared &+= 1
+    }
+
+    /// Queue a read or write of `slot` on fixed file `file` (0: the disk as opened, 1: buffered).
+    @inlinable
+    func prepareTransfer(_ slot: UnsafeMutablePointer<BlkSlot>, file: Int32) -> Int32 {
+        let head = UInt64(slot - io.pointee.slots)
+        let offset = io.pointee.target.offsetBytes &+ slot.pointee.sector &<< 9
+        let n = UInt32(slot.pointee.iovCount)
+        return slot.pointee.type == VirtioBlk.RequestType.input
+            ? sl_uring_prep_readv(io.pointee.ring, file, slot.pointee.iov, n, offset, head)
+            : sl_uring_prep_writev(io.pointee.ring, file, slot.pointee.iov, n, offset, head)
     }
 
     /// Copy the serial into the request's data buffers.
@@ -200,8 +210,19 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
         let head = UInt16(truncatingIfNeeded: user)
         guard Int(head) < io.pointee.slotCount else { return }
         let slot = io.pointee.slots + Int(head)
-        slot.pointee.busy = false
         let c = io.pointee.counters
+        // O_DIRECT refuses buffers or lengths that are not aligned to the device's sectors:
+        // the same request goes once more through the page cache.
+        if result == -EINVAL, !slot.pointee.buffered, io.pointee.target.bufferedFD != io.pointee.target.fd,
+           slot.pointee.type == VirtioBlk.RequestType.input || slot.pointee.type == VirtioBlk.RequestType.output {
+            slot.pointee.buffered = true
+            if prepareTransfer(slot, file: 1) == 0 {
+                c.bufferedRetries.increment()
+                io.pointee.prepared &+= 1
+                return
+            }
+        }
+        slot.pointee.busy = false
         var ok = result >= 0
         var len: UInt32 = 1
         switch slot.pointee.type {

@@ -13,6 +13,8 @@ public struct BlkSlot: BitwiseCopyable {
     public var iov: UnsafeMutablePointer<iovec>
     public var iovCount: Int32 = 0
     public var busy = false
+    /// Sent again without O_DIRECT (which refused it with EINVAL).
+    public var buffered = false
     public var type: UInt32 = 0
     public var status: UnsafeMutablePointer<UInt8>? = nil
     public var sector: UInt64 = 0

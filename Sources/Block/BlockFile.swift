@@ -10,6 +10,9 @@ import Platform
 public final class BlockFile: @unchecked Sendable {
     public let path: String
     public let fd: Int32
+    /// The same file without O_DIRECT (== `fd` when that is buffered already): requests
+    /// O_DIRECT refuses (buffers or lengths not aligned to the device's sectors) go here.
+    public let bufferedFD: Int32
     public let sizeBytes: UInt64
     public let isBlockDevice: Bool
     public let directIO: Bool
@@ -63,9 +66,23 @@ public final class BlockFile: @unchecked Sendable {
         }
         self.fd = fd
         self.directIO = direct
+        if direct {
+            let plain = open(path, access | O_CLOEXEC)
+            guard plain >= 0 else {
+                let e = String(cString: strerror(errno))
+                close(fd)
+                throw OpenError(description: "\(path): cannot open: \(e)")
+            }
+            bufferedFD = plain
+        } else {
+            bufferedFD = fd
+        }
     }
 
-    deinit { close(fd) }
+    deinit {
+        if bufferedFD != fd { close(bufferedFD) }
+        close(fd)
+    }
 
     /// Read `count` bytes at `offset` for control-plane use (GPT): through a buffered
     /// descriptor of its own, so no alignment rules apply. nil on error or short read.
@@ -90,6 +107,8 @@ public final class BlockFile: @unchecked Sendable {
 /// A plain value the workers copy.
 public struct BlockTarget: BitwiseCopyable, Sendable {
     public var fd: Int32
+    /// `BlockFile.bufferedFD`.
+    public var bufferedFD: Int32
     /// Where block 0 of the export sits in the file.
     public var offsetBytes: UInt64
     public var sizeBytes: UInt64
@@ -99,8 +118,9 @@ public struct BlockTarget: BitwiseCopyable, Sendable {
     /// Capacity in 512-byte sectors (whole logical blocks only).
     public let sectors: UInt64
 
-    public init(fd: Int32, offsetBytes: UInt64, sizeBytes: UInt64, readOnly: Bool, blockSize: Int, isBlockDevice: Bool) {
-        self.fd = fd; self.offsetBytes = offsetBytes; self.sizeBytes = sizeBytes
+    public init(fd: Int32, bufferedFD: Int32? = nil, offsetBytes: UInt64, sizeBytes: UInt64, readOnly: Bool, blockSize: Int,
+                isBlockDevice: Bool) {
+        self.fd = fd; self.bufferedFD = bufferedFD ?? fd; self.offsetBytes = offsetBytes; self.sizeBytes = sizeBytes
         self.readOnly = readOnly; self.blockSize = blockSize; self.isBlockDevice = isBlockDevice
         sectors = (sizeBytes / UInt64(blockSize)) * UInt64(blockSize) / 512
     }

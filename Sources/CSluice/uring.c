@@ -30,7 +30,10 @@ void sl_uring_destroy(sl_uring *r) {
     free(r);
 }
 
-int sl_uring_register_file(sl_uring *r, int fd) { return io_uring_register_files(&r->ring, &fd, 1); }
+int sl_uring_register_files(sl_uring *r, int direct, int buffered) {
+    int fds[2] = {direct, buffered};
+    return io_uring_register_files(&r->ring, fds, 2);
+}
 
 int sl_uring_register_eventfd(sl_uring *r, int efd) { return io_uring_register_eventfd(&r->ring, efd); }
 
@@ -39,22 +42,22 @@ int sl_uring_register_eventfd(sl_uring *r, int efd) { return io_uring_register_e
 static struct io_uring_sqe *next_sqe(sl_uring *r) { return io_uring_get_sqe(&r->ring); }
 
 static int queued(struct io_uring_sqe *sqe, uint64_t user) {
-    sqe->flags |= IOSQE_FIXED_FILE;
+    sqe->flags |= IOSQE_FIXED_FILE;   // sqe->fd is the index of a registered file
     io_uring_sqe_set_data64(sqe, user);
     return 0;
 }
 
-int sl_uring_prep_readv(sl_uring *r, const struct iovec *iov, unsigned n, uint64_t offset, uint64_t user) {
+int sl_uring_prep_readv(sl_uring *r, int file, const struct iovec *iov, unsigned n, uint64_t offset, uint64_t user) {
     struct io_uring_sqe *sqe = next_sqe(r);
     if (!sqe) return -EBUSY;
-    io_uring_prep_readv(sqe, 0, iov, n, offset);
+    io_uring_prep_readv(sqe, file, iov, n, offset);
     return queued(sqe, user);
 }
 
-int sl_uring_prep_writev(sl_uring *r, const struct iovec *iov, unsigned n, uint64_t offset, uint64_t user) {
+int sl_uring_prep_writev(sl_uring *r, int file, const struct iovec *iov, unsigned n, uint64_t offset, uint64_t user) {
     struct io_uring_sqe *sqe = next_sqe(r);
     if (!sqe) return -EBUSY;
-    io_uring_prep_writev(sqe, 0, iov, n, offset);
+    io_uring_prep_writev(sqe, file, iov, n, offset);
     return queued(sqe, user);
 }
 

@@ -47,7 +47,7 @@ extension BlkTargets {
         guard start % UInt64(bs) == 0, size >= UInt64(bs) else {
             throw EngineError("\(here): partition \(hit.partition.number) of disk \(hit.disk.name) does not start on a \(bs)-byte block")
         }
-        let target = BlockTarget(fd: file.fd, offsetBytes: start, sizeBytes: size / UInt64(bs) * UInt64(bs), readOnly: b.readOnly,
+        let target = BlockTarget(fd: file.fd, bufferedFD: file.bufferedFD, offsetBytes: start, sizeBytes: size / UInt64(bs) * UInt64(bs), readOnly: b.readOnly,
                                  blockSize: bs, isBlockDevice: file.isBlockDevice)
         return ResolvedBlkTarget(file: file, target: target,
                                  what: "partition \(hit.partition.number) '\(hit.partition.name)' of disk \(hit.disk.name) at byte \(start)")

@@ -14,7 +14,7 @@ enum BlkTargets {
             guard size > 0 else {
                 throw EngineError("\(config.file):\(disk.fileLine): disk \(disk.name): \(disk.file) is smaller than one \(disk.blockSize)-byte block")
             }
-            let target = BlockTarget(fd: file.fd, offsetBytes: 0, sizeBytes: size, readOnly: b.readOnly,
+            let target = BlockTarget(fd: file.fd, bufferedFD: file.bufferedFD, offsetBytes: 0, sizeBytes: size, readOnly: b.readOnly,
                                      blockSize: disk.blockSize, isBlockDevice: file.isBlockDevice)
             return ResolvedBlkTarget(file: file, target: target, what: "disk \(disk.name) (\(disk.file))")
         case .partition(let uuid):

@@ -109,6 +109,8 @@ extension StatsFormat {
         .init(suffix: "errors.unsupp", base: "blk_errors_unsupp", help: "Requests completed with VIRTIO_BLK_S_UNSUPP."),
         .init(suffix: "drop.bad_chain", base: "blk_bad_chains", help: "Descriptor chains without a status byte to answer in."),
         .init(suffix: "inflight", base: "blk_inflight", help: "Requests with the backend now."),
+        .init(suffix: "buffered_retries", base: "blk_buffered_retries",
+              help: "Reads and writes O_DIRECT refused (alignment) that went through the page cache instead."),
         .init(suffix: "connected", base: "blk_connected", help: "1 while a front-end is connected to the blk socket."),
         .init(suffix: "vhost.bad_message", base: "blk_vhost_bad_messages", help: "Malformed vhost-user messages (connection dropped)."),
         .init(suffix: "vhost.refused_message", base: "blk_vhost_refused_messages", help: "vhost-user messages the device refused."),

@@ -14,15 +14,16 @@ typedef struct sl_uring sl_uring;
 /// as many completion slots. NULL with *err = -errno on failure.
 sl_uring *sl_uring_create(unsigned entries, int *err);
 void sl_uring_destroy(sl_uring *ring);
-/// Register `fd` as fixed file 0 (the disk). 0 or -errno.
-int sl_uring_register_file(sl_uring *ring, int fd);
+/// Register the disk as fixed files: 0 (`direct`, O_DIRECT where possible) and 1
+/// (`buffered`, the fallback for requests O_DIRECT refuses). 0 or -errno.
+int sl_uring_register_files(sl_uring *ring, int direct, int buffered);
 /// Completions also signal `efd` (event mode). 0 or -errno.
 int sl_uring_register_eventfd(sl_uring *ring, int efd);
 
-/// Queue one operation on fixed file 0; `user` comes back with its completion.
-/// 0, or -EBUSY when the submission queue is full.
-int sl_uring_prep_readv(sl_uring *ring, const struct iovec *iov, unsigned n, uint64_t offset, uint64_t user);
-int sl_uring_prep_writev(sl_uring *ring, const struct iovec *iov, unsigned n, uint64_t offset, uint64_t user);
+/// Queue one operation on fixed file `file` (reads and writes) or 0 (the rest); `user`
+/// comes back with its completion. 0, or -EBUSY when the submission queue is full.
+int sl_uring_prep_readv(sl_uring *ring, int file, const struct iovec *iov, unsigned n, uint64_t offset, uint64_t user);
+int sl_uring_prep_writev(sl_uring *ring, int file, const struct iovec *iov, unsigned n, uint64_t offset, uint64_t user);
 /// fdatasync of the file.
 int sl_uring_prep_fsync(sl_uring *ring, uint64_t user);
 int sl_uring_prep_fallocate(sl_uring *ring, int mode, uint64_t offset, uint64_t length, uint64_t user);
