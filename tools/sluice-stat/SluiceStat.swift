@@ -3,7 +3,7 @@
 //
 //   sluice-stat [--instance NAME] [--path FILE] [--filter PREFIX]
 //               [--json | --prometheus] [--watch SECONDS [--count N]]
-//   sluice-stat --workers | --queues [--watch SECONDS [--count N]]
+//   sluice-stat --workers | --queues | --disks [--watch SECONDS [--count N]]
 //   sluice-stat --serve [HOST:]PORT                          Prometheus endpoint GET /metrics
 //   sluice-stat [--instance NAME] --fdb SWITCH [--json]      a switch's MAC table
 //   sluice-stat [--instance NAME] --leases NETWORK [--json]  a network's DHCP leases
@@ -58,6 +58,9 @@ struct SluiceStat: ParsableCommand {
     @Flag(name: .long, help: "Per receive queue: the worker polling it, its share of that worker's busy cycles, packets.")
     var queues = false
 
+    @Flag(name: .long, help: "Per blk export: requests, MB, errors, requests in flight, p50/p99 latency (bucket bounds); rates under --watch.")
+    var disks = false
+
     @Option(name: .long, help: ArgumentHelp(
         "Serve the Prometheus format at http://ADDRESS/metrics until stopped. ADDRESS is PORT (on 127.0.0.1), HOST:PORT or [IPv6]:PORT; port 0 picks a free one.",
         valueName: "ADDRESS"))
@@ -72,23 +75,23 @@ struct SluiceStat: ParsableCommand {
     var leases: String?
 
     func validate() throws {
-        if leases != nil, prometheus || filter != nil || workers || queues || fdb != nil || serve != nil || watch != nil || path != nil {
+        if leases != nil, prometheus || filter != nil || workers || queues || disks || fdb != nil || serve != nil || watch != nil || path != nil {
             throw ValidationError("--leases can only be combined with --instance and --json")
         }
         if json && prometheus {
             throw ValidationError("--json and --prometheus cannot be combined")
         }
-        if workers && queues {
-            throw ValidationError("--workers and --queues cannot be combined")
+        if [workers, queues, disks].filter({ $0 }).count > 1 {
+            throw ValidationError("--workers, --queues and --disks cannot be combined")
         }
-        if workers || queues {
-            let view = workers ? "--workers" : "--queues"
+        if workers || queues || disks {
+            let view = workers ? "--workers" : queues ? "--queues" : "--disks"
             if json || prometheus || filter != nil || fdb != nil {
                 throw ValidationError("\(view) cannot be combined with --json, --prometheus, --filter or --fdb")
             }
         }
         if let serve {
-            if watch != nil || count != nil || json || prometheus || filter != nil || workers || queues || fdb != nil {
+            if watch != nil || count != nil || json || prometheus || filter != nil || workers || queues || disks || fdb != nil {
                 throw ValidationError("--serve cannot be combined with other output options")
             }
             if case .failure(let problem) = ListenAddress.parse(serve) {
@@ -171,6 +174,9 @@ struct SluiceStat: ParsableCommand {
         if queues, StatsViews.queues(snapshot).isEmpty {
             return "\(who) publishes no rxq.<port>.<queue>.* counters (no receive queue is polled, or its sluice predates them)"
         }
+        if disks, StatsViews.disks(snapshot).isEmpty {
+            return "\(who) has no blk export (no [blk] section, or none has started)"
+        }
         if let filter, !filter.isEmpty, snapshot.filtered(prefix: filter).entries.isEmpty {
             return "no counter of \(who) starts with '\(filter)' (it has \(snapshot.entries.count) counters; try without --filter)"
         }
@@ -190,6 +196,9 @@ struct SluiceStat: ParsableCommand {
         }
         if queues {
             return header + StatsViews.queuesTable(StatsViews.queues(full, since: previous))
+        }
+        if disks {
+            return header + StatsViews.disksTable(StatsViews.disks(full, since: previous), seconds: previous == nil ? nil : elapsed)
         }
         let snapshot = full.filtered(prefix: filter ?? "")
         if json { return StatsFormat.json(snapshot, instance: instanceName(snapshot), time: time) + "\n" }
