@@ -6,7 +6,10 @@
 // [head bytes…] [tail bytes…]. The disk reads the head at byte 0, the tail so that it
 // ends at the disk's last byte (the head wins where they meet) and zeros elsewhere.
 // flags bit 0: 4096-byte logical blocks (else 512); bit 1: bytes the input does not
-// hold cannot be read (read gives nil, like a failing device) instead of reading zeros.
+// hold cannot be read (read gives nil, like a failing device) instead of reading zeros;
+// bit 2: before reading, the harness recomputes the entry array and header CRC32s of the
+// headers at LBA 1 and at the last LBA (so mutations get past the CRCs to the checks
+// behind them).
 // Seeds: tools/fuzz/gpt/make-seeds.sh (sgdisk/sfdisk images, damaged copies).
 //
 // Invariants (abort = a finding): never trap; a second read gives the same result;
@@ -47,7 +50,36 @@ private struct FuzzDisk {
         }
         return out
     }
+
+    /// Overwrites the stored bytes among `offset..<offset+bytes.count` (others stay zero).
+    mutating func write(_ offset: UInt64, _ bytes: [UInt8]) {
+        let tailStart = size - min(size, UInt64(tail.count))
+        for (i, b) in bytes.enumerated() {
+            let o = offset + UInt64(i)
+            guard o < size else { return }
+            if o < UInt64(head.count) { head[Int(o)] = b }
+            if o >= tailStart { tail[tail.count - Int(size - o)] = b }
+        }
+    }
+
+    /// Makes the CRC32s of the header at `lba` match, when its fields allow reading its entries.
+    mutating func fixCRCs(lba: UInt64, blockSize: Int) {
+        let at = lba * UInt64(blockSize)
+        guard let h = read(at, 92), h.starts(with: Array("EFI PART".utf8)) else { return }
+        let headerSize = Int(le(Array(h[12..<16])))
+        let count = Int(le(Array(h[80..<84]))), entrySize = Int(le(Array(h[84..<88])))
+        let entriesLBA = le(Array(h[72..<80]))
+        if count <= GPT.maxEntries, entrySize <= GPT.maxEntryArrayBytes, count * entrySize <= GPT.maxEntryArrayBytes,
+           entriesLBA <= size / UInt64(blockSize), let entries = read(entriesLBA * UInt64(blockSize), count * entrySize) {
+            write(at + 88, le32Bytes(CRC32.checksum(entries)))
+        }
+        guard headerSize >= 92, headerSize <= blockSize, var header = read(at, headerSize) else { return }
+        header.replaceSubrange(16..<20, with: [0, 0, 0, 0])
+        write(at + 16, le32Bytes(CRC32.checksum(header)))
+    }
 }
+
+private func le32Bytes(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
 
 private func le(_ b: [UInt8]) -> UInt64 { b.reversed().reduce(0) { $0 << 8 | UInt64($1) } }
 
@@ -96,8 +128,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     guard bytes.count >= 8 else { return 0 }
     let blockSize = bytes[0] & 1 != 0 ? 4096 : 512
     let headLength = min(Int(le(Array(bytes[6..<8]))), bytes.count - 8)
-    let disk = FuzzDisk(head: Array(bytes[8..<(8 + headLength)]), tail: Array(bytes[(8 + headLength)...]),
+    var disk = FuzzDisk(head: Array(bytes[8..<(8 + headLength)]), tail: Array(bytes[(8 + headLength)...]),
                         size: le(Array(bytes[1..<6])), failUnstored: bytes[0] & 2 != 0)
+    if bytes[0] & 4 != 0, disk.size >= UInt64(3 * blockSize) {
+        disk.fixCRCs(lba: 1, blockSize: blockSize)
+        disk.fixCRCs(lba: disk.size / UInt64(blockSize) - 1, blockSize: blockSize)
+    }
     let first = GPT.readLabel(blockSize: blockSize, diskBytes: disk.size, read: disk.read)
     check(first, disk: disk, blockSize: blockSize)
     let again = GPT.readLabel(blockSize: blockSize, diskBytes: disk.size, read: disk.read)

@@ -53,6 +53,12 @@ seed sgdisk-512-unreadable-middle "$img" 2 $((3 * 512)) $((2 * 512))
 seed sgdisk-512-truncated "$img" 0 $((3 * 512)) $((2 * 512)) $((512 * 1024))
 seed sgdisk-512-read-as-4096 "$img" 1 $((3 * 512)) $((2 * 512))
 
+# Flag 4: the harness recomputes the CRCs, so mutations reach the checks behind them.
+seed crcfix-sgdisk-512-4-entries "$img" 4 $((3 * 512)) $((2 * 512))
+cp "$img" "$TMP/d.img"; poke "$TMP/d.img" $((1024 + 128 + 32)) 0x00   # partition 2 starts inside 1
+poke "$TMP/d.img" $((1024 * 1024 - 2 * 512 + 128 + 32)) 0x00          # in both arrays
+seed crcfix-overlap "$TMP/d.img" 4 $((3 * 512)) $((2 * 512))
+
 cp "$img" "$TMP/d.img"; poke "$TMP/d.img" $((512 + 60)) 0x42          # disk GUID: header CRC
 seed damaged-primary-header "$TMP/d.img" 0 $((3 * 512)) $((2 * 512))
 cp "$img" "$TMP/d.img"; poke "$TMP/d.img" $((1024 + 32)) 0x07         # partition 1 start: entries CRC
@@ -79,6 +85,7 @@ if [[ $(id -u) -eq 0 ]]; then
     losetup -d "$loop"
     seed sgdisk-4096-32-entries "$img" 1 $((3 * 4096)) $((2 * 4096))
     seed sgdisk-4096-read-as-512 "$img" 0 $((3 * 4096)) $((2 * 4096))
+    seed crcfix-sgdisk-4096-32-entries "$img" 5 $((3 * 4096)) $((2 * 4096))
 else
     echo "make-seeds: not root: no 4096-byte-block seeds (they need a loop device)" >&2
 fi
