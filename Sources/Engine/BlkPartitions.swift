@@ -16,20 +16,23 @@ extension BlkTargets {
                 continue
             }
             let first = file.isBlockDevice ? file.deviceBlockSize : disk.blockSize
-            var labelFound = false
-            for lbs in [first, first == 512 ? 4096 : 512] where !labelFound {
+            var problem: String?
+            for lbs in [first, first == 512 ? 4096 : 512] {
                 switch GPT.readLabel(blockSize: lbs, diskBytes: file.sizeBytes, read: { file.readBytes(at: $0, count: $1) }) {
                 case .success(.gpt(let partitions, let warnings)):
-                    labelFound = true
+                    problem = nil
                     for w in warnings { notes.append("disk \(disk.name): \(w)") }
                     for p in partitions where p.uuid == uuid { found.append((disk, p, lbs)) }
                 case .success(.mbrOnly), .success(.none):
                     continue
                 case .failure(let e):
-                    labelFound = true
-                    notes.append("disk \(disk.name): \(e.description)")
+                    // Kept unless the other block size finds a table.
+                    if problem == nil { problem = e.description }
+                    continue
                 }
+                break
             }
+            if let problem { notes.append("disk \(disk.name): \(problem)") }
         }
         guard let hit = found.first else {
             let searched = config.disks.map(\.name).joined(separator: ", ")
