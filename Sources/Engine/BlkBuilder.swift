@@ -94,6 +94,7 @@ extension Dataplane {
             kickChanged: { [unowned self] queue, old, new in self.kickChanged(port: id, queue: queue, old: old, new: new) })
         try export.endpoint.open(epoll: controlEpoll, logger: logger)
         blkExports.append(export)
+        for w in resolved.warnings { logger.warning("blk \(b.name): \(w)") }
         logger.info("blk \(b.name): \(resolved.what), \(resolved.target.sizeBytes) bytes, \(resolved.target.readOnly ? "read-only" : "read-write"), \(resolved.file.directIO ? "O_DIRECT" : "buffered (the file system refuses O_DIRECT)")")
         return export
     }

@@ -62,4 +62,6 @@ struct ResolvedBlkTarget {
     var target: BlockTarget
     /// "disk img0", "partition 2 of disk img0": for the log.
     var what: String
+    /// What reading the partition tables found wrong (a damaged primary GPT…): logged at start.
+    var warnings: [String] = []
 }

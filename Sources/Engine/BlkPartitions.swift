@@ -53,6 +53,7 @@ extension BlkTargets {
         let target = BlockTarget(fd: file.fd, bufferedFD: file.bufferedFD, offsetBytes: start, sizeBytes: size / UInt64(bs) * UInt64(bs), readOnly: b.readOnly,
                                  blockSize: bs, isBlockDevice: file.isBlockDevice)
         return ResolvedBlkTarget(file: file, target: target,
-                                 what: "partition \(hit.partition.number) '\(hit.partition.name)' of disk \(hit.disk.name) at byte \(start)")
+                                 what: "partition \(hit.partition.number) '\(hit.partition.name)' of disk \(hit.disk.name) at byte \(start)",
+                                 warnings: notes)
     }
 }
