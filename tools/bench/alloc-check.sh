@@ -31,7 +31,8 @@
 #
 # ELEMENT=blk: sluice exports a BLK_MB file on tmpfs ([disk] + [blk vda], one queue of 256);
 # the driver is `sluice-gen blk load --rw rw --bs 4k --iodepth IODEPTH` on GEN_CPU (half
-# reads, half writes, random offsets), stopped with SIGINT for the idle window. Per-request
+# reads, half writes, random offsets), stopped with SIGSTOP for the idle window (still
+# connected: the queue stays live and is polled empty), SIGCONT + SIGINT after it. Per-request
 # figures divide by blk.vda.reads + blk.vda.writes (a request is taken and completed in two
 # different polls, so worker.0.busy_packets counts it twice). DPDK=0 is implied. callgrind
 # counts the worker's user-space instructions only: the io_uring_enter system call's kernel
@@ -97,7 +98,15 @@ quit_fifo() {   # pid fd
     eval "exec $2>&-" 2>/dev/null
     stop_pid "$1"
 }
+blk_gen_end() {
+    [ -n "$GEN_PID" ] || return 0
+    kill -CONT "$GEN_PID" 2>/dev/null; kill -INT "$GEN_PID" 2>/dev/null
+    gen_gone() { ! kill -0 "$GEN_PID" 2>/dev/null; }
+    wait_for 30 gen_gone
+    stop_pid "$GEN_PID"; GEN_PID=""
+}
 stop_all() {
+    [ "$ELEMENT" = blk ] && blk_gen_end
     quit_fifo "$GEN_PID" 3; GEN_PID=""
     if [ "$DUT_FIFO" = 1 ]; then quit_fifo "$DUT_PID" 4; else stop_pid "$DUT_PID"; fi
     DUT_PID=""; DUT_FIFO=0
@@ -180,7 +189,7 @@ GEN_CMD="dpdk-testpmd --lcores 0@$DUT_CPU,1@$GEN_CPU --no-pci --no-huge -m 512 -
 GEN_START="set txpkts $SIZE ; set fwd io ; start tx_first 1"
 if [ "$ELEMENT" = blk ]; then
     GEN_CMD="taskset -c $GEN_CPU $bindir/sluice-gen blk load --socket $S0 --rw rw --bs 4k --iodepth $IODEPTH --seconds 3600 --json"
-    GEN_START="(runs until SIGINT)"
+    GEN_START="(idle window: kill -STOP; at the end kill -CONT, kill -INT)"
 elif [ "$ELEMENT" = router ]; then
     GEN_CMD="$(router_gen_cmd "$GEN_CPU" "$DUT_CPU" "$gen_prefix" "$work/p0.pcap" "$work/p1.pcap" "$S0" "$S1")"
     GEN_START="set fwd io ; start"
@@ -225,13 +234,12 @@ measure() {
     callgrind_control --dump=idle "$DUT_PID" >/dev/null
 }
 
-# gen_stop: the traffic stops (testpmd: `stop`; sluice-gen blk load: SIGINT, then it exits).
+# gen_stop: the traffic stops (testpmd: `stop`; sluice-gen blk load: SIGSTOP, so the device
+# stays connected and its queue live but nothing new is offered: the idle window then costs
+# what a live, empty blk queue costs; blk_gen_end lets it go on and end).
 gen_stop() {
     if [ "$ELEMENT" = blk ]; then
-        kill -INT "$GEN_PID" 2>/dev/null
-        gen_gone() { ! kill -0 "$GEN_PID" 2>/dev/null; }
-        wait_for 30 gen_gone
-        stop_pid "$GEN_PID"; GEN_PID=""
+        kill -STOP "$GEN_PID" 2>/dev/null
     else
         echo "stop" >&3
     fi
