@@ -29,8 +29,17 @@
 # replays routed frames from two net_pcap ports (an open loop: a router decrements the TTL,
 # so a closed loop would die out) and DPDK=0 is implied (no l3fwd under callgrind).
 #
+# ELEMENT=blk: sluice exports a BLK_MB file on tmpfs ([disk] + [blk vda], one queue of 256);
+# the driver is `sluice-gen blk load --rw rw --bs 4k --iodepth IODEPTH` on GEN_CPU (half
+# reads, half writes, random offsets), stopped with SIGSTOP for the idle window (still
+# connected: the queue stays live and is polled empty), SIGCONT + SIGINT after it. Per-request
+# figures divide by blk.vda.reads + blk.vda.writes (a request is taken and completed in two
+# different polls, so worker.0.busy_packets counts it twice). DPDK=0 is implied. callgrind
+# counts the worker's user-space instructions only: the io_uring_enter system call's kernel
+# side (and the kernel's copy of the data) is not in the figures.
+#
 # Environment: WINDOW=10 IDLE=5 WARMUP=5 (seconds of valgrind time), SIZE=64,
-#   DPDK=1, DUT_CPU=1 GEN_CPU=0, SLUICE_BIN_DIR (default: swift build -c release),
+#   DPDK=1, DUT_CPU=1 GEN_CPU=0, IODEPTH=32 BLK_MB=64 (ELEMENT=blk), SLUICE_BIN_DIR (default: swift build -c release),
 #   KEEP_LOGS=1 keeps the work directory (callgrind files included).
 # Exit: 0 report written (whatever the counts), 1 error, 77 a tool is missing.
 
@@ -43,18 +52,23 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="${1:-$root/tools/bench/results-alloc.md}"
 WINDOW=${WINDOW:-10}; IDLE=${IDLE:-5}; WARMUP=${WARMUP:-5}; SIZE=${SIZE:-64}; DPDK=${DPDK:-1}
 DUT_CPU=${DUT_CPU:-1}; GEN_CPU=${GEN_CPU:-0}
-for t in dpdk-testpmd valgrind callgrind_control callgrind_annotate python3 objcopy; do
+ELEMENT=${ELEMENT:-p2p}
+IODEPTH=${IODEPTH:-32}; BLK_MB=${BLK_MB:-64}
+gen_tool=dpdk-testpmd; [ "$ELEMENT" = blk ] && gen_tool=taskset
+for t in $gen_tool valgrind callgrind_control callgrind_annotate python3 objcopy; do
     command -v "$t" >/dev/null || { echo "SKIP: $t not found (apt-get install -y dpdk valgrind python3 binutils)"; exit 77; }
 done
 
 bindir=${SLUICE_BIN_DIR:-}
 if [ -z "$bindir" ]; then
-    (cd "$root" && swift build -c release --product sluice >&2 && swift build -c release --product sluice-stat >&2) \
+    (cd "$root" && swift build -c release --product sluice >&2 && swift build -c release --product sluice-stat >&2 \
+        && { [ "$ELEMENT" != blk ] || swift build -c release --product sluice-gen >&2; }) \
         || { echo "swift build failed" >&2; exit 1; }
     bindir="$(cd "$root" && swift build -c release --show-bin-path)"
 fi
 STAT="$bindir/sluice-stat"
 [ -x "$bindir/sluice" ] && [ -x "$STAT" ] || { echo "no sluice/sluice-stat in $bindir" >&2; exit 1; }
+[ "$ELEMENT" != blk ] || [ -x "$bindir/sluice-gen" ] || { echo "no sluice-gen in $bindir" >&2; exit 1; }
 
 work="$(mktemp -d /tmp/alloc-check.XXXXXX)"
 tag="alloc$$"; instance="$tag"; gen_prefix="${tag}gen"; dut_prefix="${tag}dut"
@@ -84,7 +98,15 @@ quit_fifo() {   # pid fd
     eval "exec $2>&-" 2>/dev/null
     stop_pid "$1"
 }
+blk_gen_end() {
+    [ -n "$GEN_PID" ] || return 0
+    kill -CONT "$GEN_PID" 2>/dev/null; kill -INT "$GEN_PID" 2>/dev/null
+    gen_gone() { ! kill -0 "$GEN_PID" 2>/dev/null; }
+    wait_for 30 gen_gone
+    stop_pid "$GEN_PID"; GEN_PID=""
+}
 stop_all() {
+    [ "$ELEMENT" = blk ] && blk_gen_end
     quit_fifo "$GEN_PID" 3; GEN_PID=""
     if [ "$DUT_FIFO" = 1 ]; then quit_fifo "$DUT_PID" 4; else stop_pid "$DUT_PID"; fi
     DUT_PID=""; DUT_FIFO=0
@@ -96,6 +118,7 @@ stop_all() {
 }
 cleanup() {
     stop_all
+    [ -n "${BLK_IMG:-}" ] && rm -f "$BLK_IMG"
     if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -114,8 +137,32 @@ stat_value() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1"; }
 # ELEMENT: p2p (default), switch (known unicast: the generator's ports carry their own
 # MACs and name each other as peers), switch-tap (every frame flooded: the peers are
 # unknown, and a tap port gets a copy of each).
-ELEMENT=${ELEMENT:-p2p}
-if [ "$ELEMENT" = router ]; then
+BLK_IMG=""
+if [ "$ELEMENT" = blk ]; then
+    DPDK=0
+    S0="$work/vda.sock"; S1="$S0"
+    BLK_IMG="/dev/shm/$tag.img"
+    dd if=/dev/urandom of="$BLK_IMG" bs=1M count="$BLK_MB" status=none || { echo "cannot write $BLK_IMG" >&2; exit 1; }
+    cat >"$work/p2p.ini" <<EOF
+[dataplane]
+cores = $DUT_CPU
+poll = 0
+hugepages = off
+socket-dir = $work
+instance = $instance
+
+[disk img0]
+file = $BLK_IMG
+block-size = 512
+
+[blk vda]
+device = disk:img0
+socket = vda.sock
+mode = server
+queues = 1
+queue-size = 256
+EOF
+elif [ "$ELEMENT" = router ]; then
     DPDK=0
     write_router_config "$work/p2p.ini" "$DUT_CPU" "$work" "$instance"
     rmac=$(router_mac "$instance" "$RT_NETWORK")
@@ -140,12 +187,24 @@ SLUICE_CMD="$VG --toggle-collect=$TOGGLE --callgrind-out-file=$work/sluice.cg $S
 TESTPMD_CMD="$VG --callgrind-out-file=$work/dpdk.cg dpdk-testpmd --lcores 0@$DUT_CPU,1@$DUT_CPU --no-pci --no-huge -m 512 --file-prefix $dut_prefix --vdev net_vhost0,iface=$S0,queues=1 --vdev net_vhost1,iface=$S1,queues=1 -- -i --total-num-mbufs=16384 --forward-mode=io"
 GEN_CMD="dpdk-testpmd --lcores 0@$DUT_CPU,1@$GEN_CPU --no-pci --no-huge -m 512 --single-file-segments --file-prefix $gen_prefix --vdev net_virtio_user0,path=$S0,queues=1$mac0 --vdev net_virtio_user1,path=$S1,queues=1$mac1 -- -i --total-num-mbufs=16384 $GEN_PEERS"
 GEN_START="set txpkts $SIZE ; set fwd io ; start tx_first 1"
-if [ "$ELEMENT" = router ]; then
+if [ "$ELEMENT" = blk ]; then
+    GEN_CMD="taskset -c $GEN_CPU $bindir/sluice-gen blk load --socket $S0 --rw rw --bs 4k --iodepth $IODEPTH --seconds 3600 --json"
+    GEN_START="(idle window: kill -STOP; at the end kill -CONT, kill -INT)"
+elif [ "$ELEMENT" = router ]; then
     GEN_CMD="$(router_gen_cmd "$GEN_CPU" "$DUT_CPU" "$gen_prefix" "$work/p0.pcap" "$work/p1.pcap" "$S0" "$S1")"
     GEN_START="set fwd io ; start"
 fi
 
 start_gen() {
+    if [ "$ELEMENT" = blk ]; then
+        $GEN_CMD >"$work/$1.gen.log" 2>&1 &
+        GEN_PID=$!
+        # up when sluice has completed a request
+        blk_moving() { kill -0 "$GEN_PID" 2>/dev/null || return 2; "$STAT" --instance "$instance" --json >"$work/up.json" 2>/dev/null \
+            && [ "$(stat_value "$work/up.json" blk.vda.reads)" -gt 0 ] 2>/dev/null; }
+        wait_for 60 blk_moving || { echo "sluice-gen blk load did not start" >&2; tail "$work/$1.gen.log" >&2; return 1; }
+        return 0
+    fi
     mkfifo "$work/gen.in"
     stdbuf -oL $GEN_CMD <"$work/gen.in" >"$work/$1.gen.log" 2>&1 &
     GEN_PID=$!
@@ -167,12 +226,23 @@ measure() {
     $3
     callgrind_control --dump=busy "$DUT_PID" >/dev/null
     $4
-    echo "stop" >&3; sleep 1
+    gen_stop; sleep 1
     callgrind_control --zero "$DUT_PID" >/dev/null
     ${5:-:}
     sleep "$IDLE"
     ${6:-:}
     callgrind_control --dump=idle "$DUT_PID" >/dev/null
+}
+
+# gen_stop: the traffic stops (testpmd: `stop`; sluice-gen blk load: SIGSTOP, so the device
+# stays connected and its queue live but nothing new is offered: the idle window then costs
+# what a live, empty blk queue costs; blk_gen_end lets it go on and end).
+gen_stop() {
+    if [ "$ELEMENT" = blk ]; then
+        kill -STOP "$GEN_PID" 2>/dev/null
+    else
+        echo "stop" >&3
+    fi
 }
 
 # --- 1. sluice ----------------------------------------------------------------------------
@@ -188,6 +258,12 @@ s_packets=$(( $(stat_value "$work/sluice.s1.json" worker.0.busy_packets) - $(sta
 s_outer=$(( $(stat_value "$work/sluice.o1.json" worker.0.busy_packets) - $(stat_value "$work/sluice.o0.json" worker.0.busy_packets) ))
 s_turns=$(( $(stat_value "$work/sluice.s1.json" worker.0.loops) - $(stat_value "$work/sluice.s0.json" worker.0.loops) ))
 s_turns_idle=$(( $(stat_value "$work/sluice.i1.json" worker.0.loops) - $(stat_value "$work/sluice.i0.json" worker.0.loops) ))
+if [ "$ELEMENT" = blk ]; then
+    blk_req() { echo $(( $(stat_value "$1" blk.vda.reads) + $(stat_value "$1" blk.vda.writes) )); }
+    s_packets=$(( $(blk_req "$work/sluice.s1.json") - $(blk_req "$work/sluice.s0.json") ))
+    s_outer=$(( $(blk_req "$work/sluice.o1.json") - $(blk_req "$work/sluice.o0.json") ))
+    s_errors=$(( $(stat_value "$work/sluice.o1.json" blk.vda.errors.ioerr) + $(stat_value "$work/sluice.o1.json" blk.vda.errors.unsupp) ))
+fi
 s_fwd=$(( $(stat_value "$work/sluice.s1.json" port.p0.tx_packets) + $(stat_value "$work/sluice.s1.json" port.p1.tx_packets) \
         - $(stat_value "$work/sluice.s0.json" port.p0.tx_packets) - $(stat_value "$work/sluice.s0.json" port.p1.tx_packets) ))
 
@@ -230,7 +306,9 @@ if [ "$(awk '/^(summary|totals):/ {print $2; exit}' "$s_busy")" = 0 ] || ! grep 
     echo "callgrind collected nothing under Worker.run (symbol renamed or inlined? see $TOGGLE)" >&2; KEEP_LOGS=1; exit 1
 fi
 
-SLUICE_LABEL="Sluice $ELEMENT" python3 - "$s_busy" "$s_idle" "$s_packets" "$d_busy" "$d_idle" "${d_packets:-0}" "$s_turns" "$s_turns_idle" >"$work/analysis.md" <<'EOF'
+UNIT=packet; UNIT_SRC='`worker.0.busy_packets`'
+[ "$ELEMENT" = blk ] && { UNIT=request; UNIT_SRC='`blk.vda.reads` + `blk.vda.writes`'; }
+UNIT="$UNIT" UNIT_SRC="$UNIT_SRC" SLUICE_LABEL="Sluice $ELEMENT" python3 - "$s_busy" "$s_idle" "$s_packets" "$d_busy" "$d_idle" "${d_packets:-0}" "$s_turns" "$s_turns_idle" >"$work/analysis.md" <<'EOF'
 import os, re, sys, collections
 s_busy, s_idle, s_packets, d_busy, d_idle, d_packets, s_turns, s_turns_idle = sys.argv[1:9]
 s_packets, d_packets, s_turns, s_turns_idle = int(s_packets), int(d_packets), int(s_turns), int(s_turns_idle)
@@ -260,6 +338,7 @@ def parse(path):
     return total, calls, edges
 
 def per(v, d, f="{:.4f}"): return f.format(v / d) if d else "NA"
+U = os.environ.get("UNIT", "packet"); USRC = os.environ.get("UNIT_SRC", "`worker.0.busy_packets`")
 
 def net(busy, idle, packets, bp, ip):
     """bp, ip: loop turns in the busy and the idle window."""
@@ -269,8 +348,8 @@ def net(busy, idle, packets, bp, ip):
     return dict(busy_ir=bt, busy_turns=bp, idle_ir=it, idle_turns=ip, idle_per_turn=idle_per_turn,
                 gross=bt / packets if packets else float("nan"), net=netpp, packets=packets)
 total, calls, edges = parse(s_busy)
-print(f"### Sluice worker thread, busy window: {s_packets} packets taken (`worker.0.busy_packets`)\n")
-print("| callee (from Worker.run, inclusive) | calls | per packet |")
+print(f"### Sluice worker thread, busy window: {s_packets} {U}s taken ({USRC})\n")
+print(f"| callee (from Worker.run, inclusive) | calls | per {U} |")
 print("|---|---:|---:|")
 for w in WATCH:
     print(f"| `{w}` | {calls.get(w, 0)} | {per(calls.get(w, 0), s_packets)} |")
@@ -281,7 +360,7 @@ if found:
         if b in found: print(f"- `{a}` → `{b}`: {n}")
 else:
     print("\n**None**: the worker made no call to an allocator or to the Swift reference-counting runtime in the window.")
-print("\nEvery call the worker thread made in the busy window (caller → callee: calls, per packet):\n")
+print(f"\nEvery call the worker thread made in the busy window (caller → callee: calls, per {U}):\n")
 for (a, b), n in edges.most_common(20):
     if n: print(f"- `{a}` → `{b}`: {n} ({per(n, s_packets, '{:.2f}')})")
 
@@ -290,23 +369,25 @@ if d_busy and d_idle:
     deq = "rte_vhost_dequeue_burst"
     rows.append(("DPDK testpmd io", net(d_busy, d_idle, d_packets, parse(d_busy)[1].get(deq, 0) // 2,
                  parse(d_idle)[1].get(deq, 0) // 2), f"`{deq}` calls / 2 (two streams)"))
-print("\n### Instructions per forwarded packet (callgrind Ir, DUT forwarding thread)\n")
-print("| DUT | packets | busy Ir | loop turns (busy) | idle Ir | loop turns (idle) | Ir per empty turn | Ir/packet gross | **Ir/packet net** |")
+what = "forwarded packet (callgrind Ir, DUT forwarding thread)" if U == "packet" else "request (callgrind Ir, the worker thread)"
+print(f"\n### Instructions per {what}\n")
+print(f"| DUT | {U}s | busy Ir | loop turns (busy) | idle Ir | loop turns (idle) | Ir per empty turn | Ir/{U} gross | **Ir/{U} net** |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n, r, _ in rows:
     print(f"| {n} | {r['packets']} | {r['busy_ir']} | {r['busy_turns']} | {r['idle_ir']} | {r['idle_turns']} | "
           f"{r['idle_per_turn']:.1f} | {r['gross']:.0f} | **{r['net']:.0f}** |")
 if len(rows) == 2 and rows[1][1]["net"] > 0:
     print(f"\nSluice / DPDK, net instructions per packet: **{rows[0][1]['net'] / rows[1][1]['net']:.2f}**")
-print("\nA turn is one pass over both directions; counted as: " + "; ".join(f"{n}: {p}" for n, _, p in rows) + ".")
+print(("\nA turn is one pass over both directions" if U == "packet" else "\nA turn is one pass of the worker loop") + "; counted as: " + "; ".join(f"{n}: {p}" for n, _, p in rows) + ".")
 print("Under valgrind the batches differ from a native run (the DUT is many times slower); the net figure")
-print("removes the cost of empty turns, so it is the per-frame work itself.")
+print(f"removes the cost of empty turns, so it is the per-{U} work itself.")
 EOF
 callgrind_annotate --inclusive=yes "$s_busy" 2>/dev/null | awk '/^Ir  *file:function/ {on = 1} on && /^$/ {exit} on' | head -25 >"$work/annotate.txt"
 demangle() { if command -v swift >/dev/null; then swift demangle --simplified 2>/dev/null || cat; else cat; fi; }
 
 {
-    echo "# Allocations, reference counting and instructions per packet in the poll loop"
+    if [ "$ELEMENT" = blk ]; then echo "# Allocations, reference counting and instructions per request in the blk poll loop"
+    else echo "# Allocations, reference counting and instructions per packet in the poll loop"; fi
     echo
     echo "Generated by \`tools/bench/alloc-check.sh\` on $started (load average at start $load_at_start;"
     echo "the machine is shared with other people's builds and tests — callgrind counts instructions,"
@@ -315,14 +396,24 @@ demangle() { if command -v swift >/dev/null; then swift demangle --simplified 2>
     if [ "$ELEMENT" = router ]; then
         echo "${SIZE}-byte frames (FCS excluded) routed by sluice's [network $RT_NETWORK], offered by testpmd replaying"
         echo "them from two net_pcap ports (router-config.sh: 198.18.0.1 → 198.18.1.x and back), \`set fwd io\`, \`start\`;"
+    elif [ "$ELEMENT" = blk ]; then
+        echo "4 KiB random reads and writes (half each) on a ${BLK_MB} MiB file on tmpfs exported by sluice's [blk vda],"
+        echo "driven by \`sluice-gen blk load\` at iodepth $IODEPTH;"
     else
         echo "${SIZE}-byte frames looped by testpmd (\`set fwd io\`, \`start tx_first 1\`) through the DUT;"
     fi
     echo "busy window ${WINDOW} s and idle window ${IDLE} s of valgrind time after ${WARMUP} s of warm-up."
-    echo "Sluice frames forwarded in the busy window (port tx_packets, both ports): $s_fwd; frames taken"
-    echo "between samples just inside the callgrind window: $s_packets, just outside it: $s_outer"
-    echo "(per-packet figures use the inside count, so they may be high by the difference)."
-    echo "testpmd's packets come from \`clear fwd stats all\` / \`show fwd stats all\` sent just inside its window."
+    if [ "$ELEMENT" = blk ]; then
+        echo "Requests sluice completed (blk.vda.reads + writes) between samples just inside the callgrind window:"
+        echo "$s_packets, just outside it: $s_outer (per-request figures use the inside count); blk.vda.errors"
+        echo "(ioerr + unsupp) at the end of the busy window: ${s_errors:-NA}. callgrind counts user-space instructions:"
+        echo "the kernel's side of io_uring_enter and of the data copy is not in these figures."
+    else
+        echo "Sluice frames forwarded in the busy window (port tx_packets, both ports): $s_fwd; frames taken"
+        echo "between samples just inside the callgrind window: $s_packets, just outside it: $s_outer"
+        echo "(per-packet figures use the inside count, so they may be high by the difference)."
+        echo "testpmd's packets come from \`clear fwd stats all\` / \`show fwd stats all\` sent just inside its window."
+    fi
     echo
     demangle <"$work/analysis.md"
     echo
