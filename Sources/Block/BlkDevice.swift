@@ -53,7 +53,6 @@ public final class VirtioBlkModel: VhostUserDeviceModel, @unchecked Sendable {
                 throw BlkSetupError(description: "blk \(spec.name): io_uring cannot register the disk: \(String(cString: strerror(-rc)))")
             }
             let efd = (try? EventFD.create()) ?? -1
-            if efd >= 0 { _ = sl_uring_register_eventfd(ring, efd) }
             let iov = UnsafeMutablePointer<iovec>.allocate(capacity: spec.queueSize * BlkRequestParser.iovCapacity)
             iov.initialize(repeating: iovec(), count: spec.queueSize * BlkRequestParser.iovCapacity)
             iovStorage.append(iov)
@@ -144,6 +143,21 @@ public final class VirtioBlkModel: VhostUserDeviceModel, @unchecked Sendable {
         default:
             return nil
         }
+    }
+
+    /// How the workers wait: in event mode completions signal each queue's eventfd (the
+    /// worker sleeps on it); polling workers reap without one. The kernel's worker threads
+    /// for requests that cannot complete inline run on `kernelCPUs` (the CPUs no worker
+    /// polls on), so they never wait for a busy poller's time slice; empty = anywhere.
+    public func configure(eventMode: Bool, kernelCPUs: [Int]) {
+        for p in io {
+            let ring = p.pointee.ring
+            _ = sl_uring_unregister_eventfd(ring)
+            if eventMode && p.pointee.eventFD >= 0 { _ = sl_uring_register_eventfd(ring, p.pointee.eventFD) }
+        }
+        guard !kernelCPUs.isEmpty else { return }
+        let cpus = kernelCPUs.map { Int32($0) }
+        for p in io { _ = cpus.withUnsafeBufferPointer { sl_uring_set_worker_cpus(p.pointee.ring, $0.baseAddress, UInt32($0.count)) } }
     }
 
     public func drainInFlight(queue: Int?) {

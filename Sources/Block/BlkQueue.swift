@@ -31,12 +31,15 @@ public struct BlkIO {
     public var results: UnsafeMutablePointer<Int32>
     /// Last value stored in the inflight gauge.
     public var gaugeShown: Int = 0
+    /// Polls in a row that found requests with the kernel and none complete.
+    public var stalledPolls: UInt32 = 0
     /// TSC ticks per microsecond (request latencies are timed with the TSC).
     public var ticksPerMicro: UInt64 = max(1, UInt64(Clock.cyclesPerSecond / 1e6))
 }
 
 extension BlkIO {
     public static let reapBatch = 32
+    public static let yieldEvery: UInt32 = 256
 }
 
 /// A blk virtqueue as a worker's poll source: completions first, then new requests
@@ -56,9 +59,11 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
         let s = vq.state
         guard s.pointee.addressed, s.pointee.memory != nil else { return 0 }
         var n = 0
-        if io.pointee.pending > 0 { n &+= reap(now: sl_rdtsc()) }
+        let pending = io.pointee.pending
+        if pending > 0 { n &+= reap(now: sl_rdtsc()) }
         if s.pointee.isLive { n &+= take() }
         if io.pointee.prepared > 0 { submit() }
+        if n == 0 && pending > 0 { waitingForKernel() }
         if n > 0 {
             if s.pointee.inflight == nil { vq.publishUsed() }
             vq.notifyLazily()
@@ -69,6 +74,18 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
             }
         }
         return n
+    }
+
+    /// Requests are with the kernel and none completed this turn. Some run in the
+    /// kernel's worker threads, which may share this core (no other CPU is free for
+    /// them): every `yieldEvery` such turns the worker lets them run.
+    @inlinable
+    func waitingForKernel() {
+        io.pointee.stalledPolls &+= 1
+        if io.pointee.stalledPolls >= BlkIO.yieldEvery {
+            io.pointee.stalledPolls = 0
+            sched_yield()
+        }
     }
 
     /// Take up to `burst` requests: recovered ones, then the avail ring.
@@ -196,6 +213,7 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
     public func reap(now: UInt64) -> Int {
         let io = self.io
         let n = Int(sl_uring_reap(io.pointee.ring, io.pointee.users, io.pointee.results, UInt32(BlkIO.reapBatch)))
+        if n > 0 { io.pointee.stalledPolls = 0 }
         for i in 0..<n {
             complete(user: io.pointee.users[i], result: io.pointee.results[i], now: now)
         }

@@ -89,15 +89,25 @@ public enum BlkRequestParser {
         // The header: 16 bytes off the front of the readable buffers.
         var header = (UInt64(0), UInt64(0))
         var first = 0
-        withUnsafeMutableBytes(of: &header) { h in
-            var need = VirtioBlk.headerSize, at = 0
-            while need > 0 {
-                let n = min(need, iov[first].iov_len)
-                (h.baseAddress! + at).copyMemory(from: iov[first].iov_base!, byteCount: n)
-                at &+= n; need &-= n
-                if n == iov[first].iov_len { first &+= 1 } else {
-                    iov[first].iov_base = iov[first].iov_base! + n
-                    iov[first].iov_len &-= n
+        if iov[0].iov_len >= VirtioBlk.headerSize {
+            // The usual layout: the header in (the start of) the first buffer.
+            let h = iov[0].iov_base.unsafelyUnwrapped
+            header = (h.loadUnaligned(as: UInt64.self), h.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            if iov[0].iov_len == VirtioBlk.headerSize { first = 1 } else {
+                iov[0].iov_base = h + VirtioBlk.headerSize
+                iov[0].iov_len &-= VirtioBlk.headerSize
+            }
+        } else {
+            withUnsafeMutableBytes(of: &header) { h in
+                var need = VirtioBlk.headerSize, at = 0
+                while need > 0 {
+                    let n = min(need, iov[first].iov_len)
+                    (h.baseAddress! + at).copyMemory(from: iov[first].iov_base!, byteCount: n)
+                    at &+= n; need &-= n
+                    if n == iov[first].iov_len { first &+= 1 } else {
+                        iov[first].iov_base = iov[first].iov_base! + n
+                        iov[first].iov_len &-= n
+                    }
                 }
             }
         }

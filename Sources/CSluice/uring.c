@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <linux/falloc.h>
+#include <sched.h>
 #include <linux/fs.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -36,6 +37,17 @@ int sl_uring_register_files(sl_uring *r, int direct, int buffered) {
 }
 
 int sl_uring_register_eventfd(sl_uring *r, int efd) { return io_uring_register_eventfd(&r->ring, efd); }
+
+int sl_uring_unregister_eventfd(sl_uring *r) { return io_uring_unregister_eventfd(&r->ring); }
+
+int sl_uring_set_worker_cpus(sl_uring *r, const int *cpus, unsigned n) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (unsigned i = 0; i < n; i++) {
+        if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], &set);
+    }
+    return io_uring_register_iowq_aff(&r->ring, sizeof set, &set);
+}
 
 // The next free SQE, or NULL when the submission queue is full. Every operation is on
 // fixed file 0 and carries `user` back in its completion.

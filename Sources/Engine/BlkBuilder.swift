@@ -33,6 +33,8 @@ struct BlkBuilder: ElementBuilder {
             throw EngineError("\(plane.config.file):\(spec.line): blk \(spec.name): section vanished")
         }
         let export = try plane.blkExport(b, fingerprint: spec.fingerprint)
+        let others = CPUInfo.onlineCPUs().subtracting(plane.options.cores).sorted()
+        export.model.configure(eventMode: plane.options.idlePolicy == .event, kernelCPUs: others)
         var rxq: [String] = []
         for q in 0..<b.queues {
             let w = plane.nextWorkerIndex()

@@ -130,7 +130,18 @@ qsd_cmd() {   # image
     if [ "$QSD_IOTHREAD" = 1 ]; then iot="--object iothread,id=io0"; exp=",iothread=io0"; fi
     echo "${PRIO}taskset -c $DUT_CPU qemu-storage-daemon $iot --blockdev driver=file,node-name=f0,filename=$1,aio=io_uring,cache.direct=on --blockdev driver=raw,node-name=d0,file=f0 --export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path=$SOCK,writable=on,num-queues=1$exp"
 }
-sluice_cmd() { echo "${PRIO}taskset -c $DUT_CPU $SLUICE --config $work/blk.ini --cores $DUT_CPU --poll 0 --instance $instance"; }
+# SLUICE_POLL: 0 (busy polling, default), N (µs between polls) or event (no --poll: sleep on
+# kicks and completions). SLUICE_TASKSET=0: do not confine the whole process to DUT_CPU (the
+# worker is pinned there by --cores anyway; the control thread and the io_uring kernel workers
+# may then run elsewhere, and their CPU time still counts in busy cores).
+SLUICE_POLL=${SLUICE_POLL:-0}
+SLUICE_TASKSET=${SLUICE_TASKSET:-1}
+sluice_cmd() {
+    local poll="--poll $SLUICE_POLL" pin="taskset -c $DUT_CPU "
+    [ "$SLUICE_POLL" = event ] && poll=""
+    [ "$SLUICE_TASKSET" = 0 ] && pin=""
+    echo "${PRIO}${pin}$SLUICE --config $work/blk.ini --cores $DUT_CPU $poll --instance $instance"
+}
 write_config() {   # image
     cat >"$work/blk.ini" <<EOF
 [dataplane]

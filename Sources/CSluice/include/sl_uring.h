@@ -19,6 +19,11 @@ void sl_uring_destroy(sl_uring *ring);
 int sl_uring_register_files(sl_uring *ring, int direct, int buffered);
 /// Completions also signal `efd` (event mode). 0 or -errno.
 int sl_uring_register_eventfd(sl_uring *ring, int efd);
+/// Completions stop signalling the eventfd (polling modes). 0 or -errno.
+int sl_uring_unregister_eventfd(sl_uring *ring);
+/// Run the ring's kernel worker threads (io-wq: requests that cannot complete inline)
+/// on these CPUs, not on the polling worker's own core. 0 or -errno.
+int sl_uring_set_worker_cpus(sl_uring *ring, const int *cpus, unsigned n);
 
 /// Queue one operation on fixed file `file` (reads and writes) or 0 (the rest); `user`
 /// comes back with its completion. 0, or -EBUSY when the submission queue is full.
