@@ -77,6 +77,7 @@ public final class InflightArea: @unchecked Sendable {
     public func release() {
         for q in queues {
             q.state.pointee.inflight = nil
+            q.state.pointee.inflightDescs = 0
             q.state.pointee.resubmitCount = 0
             q.state.pointee.resubmitNext = 0
         }
@@ -123,11 +124,14 @@ public final class InflightArea: @unchecked Sendable {
             r.storeBytes(of: 1, toByteOffset: 8, as: UInt16.self)
             r.storeBytes(of: s.pointee.usedIdx, toByteOffset: 14, as: UInt16.self)
             s.pointee.inflightCounter = 0
+            s.pointee.inflightDescs = UInt16(truncatingIfNeeded: min(Int(s.pointee.size), queueSize))
             s.pointee.inflight = r
             return
         }
         let ringUsed = sl_load_acquire_u16(used + 2)
-        let descNum = min(Int(r.load(fromByteOffset: 10, as: UInt16.self)), Int(s.pointee.size), queueSize)
+        // Our own bound: the region was sized for `queueSize` entries, whatever desc_num says now.
+        let descNum = min(Int(s.pointee.size), queueSize)
+        r.storeBytes(of: UInt16(truncatingIfNeeded: queueSize), toByteOffset: 10, as: UInt16.self)
         if r.load(fromByteOffset: 14, as: UInt16.self) != ringUsed {
             // The last completion reached the used ring but not the area.
             let last = Int(r.load(fromByteOffset: 12, as: UInt16.self))
@@ -148,6 +152,7 @@ public final class InflightArea: @unchecked Sendable {
         s.pointee.usedIdx = ringUsed
         s.pointee.signalledUsed = ringUsed
         s.pointee.lastAvail = ringUsed &+ UInt16(truncatingIfNeeded: s.pointee.resubmitCount)
+        s.pointee.inflightDescs = UInt16(truncatingIfNeeded: descNum)
         s.pointee.inflight = r
     }
 }

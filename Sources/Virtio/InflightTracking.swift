@@ -21,8 +21,7 @@ extension Virtqueue {
     /// Descriptor state entry of `head` (nil when untracked or out of the region).
     @inlinable @inline(__always)
     func inflightDesc(_ head: UInt16) -> UnsafeMutableRawPointer? {
-        guard let r = state.pointee.inflight,
-              head < r.load(fromByteOffset: 10, as: UInt16.self) else { return nil }
+        guard let r = state.pointee.inflight, head < state.pointee.inflightDescs else { return nil }
         return r + 16 + Int(head) &* 16
     }
 

@@ -43,6 +43,9 @@ public struct VirtqueueState {
     /// Inflight tracking (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD): this queue's region of the
     /// area shared with the front-end (`InflightRegion` layout), nil when not tracked.
     public var inflight: UnsafeMutableRawPointer? = nil
+    /// Descriptor entries the region has room for: the back-end's own bound, never the
+    /// `desc_num` in the shared area (the front-end can write that).
+    public var inflightDescs: UInt16 = 0
     /// Requests taken so far on this queue (orders a resubmission after a restart).
     public var inflightCounter: UInt64 = 0
     /// Heads a previous back-end took and never finished, oldest first: served before
