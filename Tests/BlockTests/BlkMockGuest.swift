@@ -343,6 +343,7 @@ final class BlkTestBackend {
             counters[name] = c
             list.append(c)
         }
+        model.io[0].pointee.counters.latency.free()   // the placeholder, as the engine does
         model.io[0].pointee.counters = BlkCounters(list)
     }
 
