@@ -10,7 +10,9 @@
 //   byte 0      queue size, log2 (mod 9: 1…256)
 //   byte 1      bit 0 INDIRECT_DESC negotiated   bit 1 read-only export
 //               bit 2 also run BlkQueue.poll     bit 3 logical block size 4096
-//   bytes 2-3   avail.idx (LE), written over the image
+//   bytes 2-3   avail.idx (LE), written over the image; the device starts at
+//               avail.idx - (avail.idx % 1024), so up to 1023 entries are pending (more than
+//               the ring holds: a lying driver), across the 16-bit wrap as well
 //   bytes 4-    the memory image, from gpa 0 (at most 0x8000 bytes are used)
 //
 // Invariants (abort = a finding):
@@ -202,10 +204,15 @@ public func blkRequestFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -
     s.addressed = true
     s.started = true
     s.enabled = true
+    let pendingCount = availIdx % 1024
+    s.lastAvail = availIdx &- pendingCount
+    s.usedIdx = s.lastAvail
+    s.signalledUsed = s.lastAvail
+    sl_store_release_u16(guest.base + usedAt + 2, s.lastAvail)
     vq.state.pointee = s
 
     // The parser on every head the ring offers.
-    let offered = min(Int(availIdx), Int(qsize))
+    let offered = min(Int(pendingCount), Int(qsize))
     for i in 0..<offered { checkParse(head: vq.availHead(i), t) }
 
     guard flags & 4 != 0 else { return 0 }
@@ -218,10 +225,10 @@ public func blkRequestFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -
         rounds += 1
         if rounds > 200_000 { fail("requests still in flight after \(rounds) polls (pending \(io.pointee.pending), prepared \(io.pointee.prepared))") }
     }
-    let taken = Int(vq.state.pointee.lastAvail)
+    let taken = Int(vq.state.pointee.lastAvail &- (availIdx &- pendingCount))
     let finished = zip(outcomeCounters.map(\.value), before).map { Int($0 &- $1) }.reduce(0, +)
     guard finished == taken else { fail("\(taken) requests taken, \(finished) counted (\(zip(outcomeNames, zip(outcomeCounters.map(\.value), before).map { $0 &- $1 })))") }
-    let used = Int(vq.state.pointee.usedIdx)
+    let used = Int(vq.state.pointee.usedIdx &- (availIdx &- pendingCount))
     guard used <= taken else { fail("\(used) used entries for \(taken) requests") }
     for h in 0..<io.pointee.slotCount where io.pointee.slots[h].busy { fail("slot \(h) still busy with nothing in flight") }
     guard guardsIntact() else { fail("the file outside the export was written") }
