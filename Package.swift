@@ -87,6 +87,6 @@ let package = Package(
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "Platform"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Config", "Stats", "Memory", "VhostUser", "Virtio", "Platform", "Ports", "Switching"]),
         .testTarget(name: "SystemTests", dependencies: ["Stats", "Config"]),
-        .testTarget(name: "BlockTests", dependencies: ["Block", "Virtio", "Ports", "Stats", "Platform"]),
+        .testTarget(name: "BlockTests", dependencies: ["Block", "VhostUser", "Virtio", "Ports", "Memory", "Stats", "Platform"]),
     ]
 )

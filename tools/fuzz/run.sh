@@ -40,7 +40,7 @@ SANITIZE=-sanitize=fuzzer,address
 #            with libnuma and libhugetlbfs)
 #   MAX_LEN  libFuzzer -max_len
 
-TARGETS=(vhost-message desc-chain switch-classify segment config dhcp4 dhcp6 ndp router gpt)
+TARGETS=(vhost-message desc-chain switch-classify segment config dhcp4 dhcp6 ndp router gpt blk-request)
 
 target_vhost_message() {
     # Platform: the message codec closes fds it refuses through Platform's owned fds.
@@ -152,6 +152,20 @@ target_gpt() {
     SEEDS=
     CSHIM=no
     MAX_LEN=65536 # flags + size + head length, then head and tail (a 4096-byte-block table fits)
+}
+
+# The virtio-blk request path (BlkRequestParser.parse on every offered head, and with a
+# flag BlkQueue polling a real io_uring on a file with guard bytes around the export) over
+# a mock guest; see blk-request/Fuzz.swift for the input layout and the invariants. Seeds
+# are committed files, written by `swift tools/fuzz/blk-request/make-seeds.swift DIR`.
+target_blk_request() {
+    MODULES=("Platform=Sources/Platform/*.swift" "Memory=Sources/Memory/*.swift" "Stats=Sources/Stats/*.swift"
+             "Virtio=Sources/Virtio/*.swift" "VhostUser=Sources/VhostUser/*.swift" "Ports=Sources/Ports/*.swift"
+             "Block=Sources/Block/*.swift" "FuzzGuest=tools/fuzz/common/FuzzGuest.swift")
+    ENTRY=tools/fuzz/blk-request/Fuzz.swift
+    SEEDS=
+    CSHIM=yes
+    MAX_LEN=32772 # 4 control bytes + the 0x8000-byte memory image
 }
 
 # ---------------------------------------------------------------------------
