@@ -2,6 +2,7 @@
 #include "csluice.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
@@ -116,6 +117,7 @@ unsigned int sl_memfd_hugetlb_flags(size_t page_size) {
 
 unsigned int sl_memfd_cloexec_flag(void) { return MFD_CLOEXEC; }
 unsigned int sl_mfd_allow_sealing(void) { return MFD_ALLOW_SEALING; }
+int sl_seal_shrink(int fd) { return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0 ? 0 : -errno; }
 
 long sl_huge_default_size(void) { return gethugepagesize(); }
 

@@ -35,13 +35,15 @@ public final class InflightArea: @unchecked Sendable {
     /// GET_INFLIGHT_FD: a zeroed area for `d.numQueues` queues of `d.queueSize`.
     func create(_ d: InflightDescription) -> VhostUserDevice.Outcome {
         guard let size = layout(d) else { return .failed(describe(d)) }
-        let fd = sl_memfd_create("sluice-inflight", sl_memfd_cloexec_flag())
+        let fd = sl_memfd_create("sluice-inflight", sl_memfd_cloexec_flag() | sl_mfd_allow_sealing())
         guard fd >= 0 else { return .failed("memfd_create: \(SystemError("memfd_create"))") }
         guard ftruncate(fd, off_t(size)) == 0 else {
             let e = SystemError("ftruncate")
             closeFD(fd)
             return .failed("inflight area of \(size) bytes: \(e)")
         }
+        // The front-end keeps this fd; sealed, it cannot shrink the area under us (SIGBUS).
+        _ = sl_seal_shrink(fd)
         let region: MappedRegion
         do { region = try MappedRegion.map(fd: fd, length: size, keepFD: true) } catch {
             closeFD(fd)
@@ -59,6 +61,10 @@ public final class InflightArea: @unchecked Sendable {
             closeFD(fd)
             return .failed("inflight area of \(d.mmapSize) bytes at offset \(d.mmapOffset): needs \(size) bytes at a page-aligned offset")
         }
+        // Ours (from GET_INFLIGHT_FD) is sealed already; a front-end's own memfd gets the seal
+        // if it allows sealing. Otherwise it could shrink the file and fault the worker, as it
+        // could with guest memory itself.
+        _ = sl_seal_shrink(fd)
         var st = stat()
         guard fstat(fd, &st) == 0, UInt64(st.st_size) >= d.mmapOffset + d.mmapSize else {
             closeFD(fd)

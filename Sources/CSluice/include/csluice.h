@@ -120,6 +120,8 @@ int sl_memfd_create(const char *name, unsigned int flags);
 unsigned int sl_memfd_hugetlb_flags(size_t page_size);
 unsigned int sl_memfd_cloexec_flag(void);
 unsigned int sl_mfd_allow_sealing(void);
+/// Seal `fd` (a memfd made with MFD_ALLOW_SEALING) against shrinking: 0 or -errno.
+int sl_seal_shrink(int fd);
 
 /// libhugetlbfs: the default huge page size, or -1 when none is configured.
 long sl_huge_default_size(void);
