@@ -464,6 +464,7 @@ vfio_sluice_blk() {
     w=$(/usr/bin/sluice-gen blk write --socket /tmp/vdb.sock --pattern 42 --offset 1m --length 2m 2>&1); wr=$?
     v=$(/usr/bin/sluice-gen blk verify --socket /tmp/vdb.sock --pattern 42 --offset 1m --length 2m 2>&1); vr=$?
     kill -TERM "$spid"; wait "$spid"; sr=$?
+    say "VFIO-SLUICE log $(grep -E 'huge|mempool' /tmp/sluice.log | cut -c26- | tr '\n' '|')"
     say "VFIO-SLUICE blk write=$wr verify=$vr sluice_exit=$sr | $(echo "$v" | tail -n 1) | $(tail -n 2 /tmp/sluice.log | tr '\n' '|')"
     if [ "$wr$vr$sr" = 000 ]; then OK=$((OK + 1)); else vfio_fail "sluice blk in the guest: $w"; fi
 }

@@ -6,7 +6,8 @@
 # driver (docs/nvme-plan.md), not a test.
 #
 #   tools/guest/probe-vfio-nvme.sh [--sluice PATH] [--config INI] [--gen PATH] [--one-ns]
-#                                  [--cpu MODEL] [--aw-bits 39|48] [--probe-arg WORD] [--workdir DIR]
+#                                  [--cpu MODEL] [--aw-bits 39|48] [--probe-arg WORD] [--lbs 512|4096]
+#                                  [--append "KERNEL PARAMS"] [--workdir DIR]
 #
 # --sluice PATH   copy PATH into the guest as /usr/bin/sluice (a static binary, or a dynamic
 #                 one: its shared libraries from ldd are copied too); --config INI also goes
@@ -18,7 +19,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SLUICE=""; CONFIG=""; GEN=""; NS=2; PARG=; CPU=""; AW=""
+SLUICE=""; CONFIG=""; GEN=""; NS=2; PARG=""; LBS=""; KAPPEND=""; CPU=""; AW=""
 WORK=/var/tmp/sluice-nvme-probe
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -26,6 +27,8 @@ while [ $# -gt 0 ]; do
         --config) CONFIG=$2; shift ;;
         --gen) GEN=$2; shift ;;
         --probe-arg) PARG=$2; shift ;;
+        --lbs) LBS=$2; shift ;;
+        --append) KAPPEND=$2; shift ;;
         --one-ns) NS=1 ;;
         --cpu) CPU=$2; shift ;;
         --aw-bits) AW=$2; shift ;;
@@ -73,13 +76,16 @@ for f in ns1 ns2; do echo "host $f.img first 64 KiB md5=$(head -c 65536 "$WORK/$
 append="intel_iommu=on sl.role=vfio-probe sl.timeout=600"
 [ -n "$CONFIG" ] && append="$append sl.sluicecfg=/etc/sluice/nvme.ini"
 [ -n "$PARG" ] && append="$append sl.probeargs=$PARG"
+[ -n "$KAPPEND" ] && append="$append $KAPPEND"
+nsopt=""
+[ -n "$LBS" ] && nsopt=",logical_block_size=$LBS,physical_block_size=$LBS"
 iommu="intel-iommu,intremap=on,caching-mode=on${AW:+,aw-bits=$AW}"
 extra=(-M q35 -device "$iommu"
     -drive "file=$WORK/ns1.img,if=none,id=nvm1,format=raw"
     -device nvme,id=nvme0,serial=SN1234,addr=0x4
-    -device nvme-ns,drive=nvm1,bus=nvme0,nsid=1)
+    -device "nvme-ns,drive=nvm1,bus=nvme0,nsid=1$nsopt")
 if [ "$NS" = 2 ]; then
-    extra+=(-drive "file=$WORK/ns2.img,if=none,id=nvm2,format=raw" -device nvme-ns,drive=nvm2,bus=nvme0,nsid=2)
+    extra+=(-drive "file=$WORK/ns2.img,if=none,id=nvm2,format=raw" -device "nvme-ns,drive=nvm2,bus=nvme0,nsid=2$nsopt")
 fi
 [ -n "$CPU" ] && extra+=(-cpu "$CPU")
 LOG=$WORK/console.log
