@@ -26,7 +26,8 @@
 #   IOMMU, e.g. q35 + intel-iommu + intel_iommu=on): every NVMe controller (class 010802) is
 #   moved from nvme to vfio-pci and back; /usr/bin/vfio-nvme-probe and /usr/bin/sluice run
 #   when an added archive carries them (sl.sluicecfg=FILE: also `sluice --check --config FILE`;
-#   sl.probeargs=WORD: an extra argument for the probe, e.g. admin-mmio-only)
+#   sl.probeargs=WORD: an extra argument for the probe, e.g. admin-mmio-only; sl.kbench=N: time
+#   N 4 KiB direct reads through the kernel driver first)
 #
 # Markers (one per line, key=value details after the fixed words):
 #   BOOT <bootid> role=... uptime=...      once per boot (count them to see reboots)
@@ -492,6 +493,20 @@ role_vfio_probe() {
             sums="$sums $nd=$sum"; nscount=$((nscount + 1))
             say "VFIO-NS $nd sectors=$(cat "/sys/block/$nd/size") lbs=$(cat "/sys/block/$nd/queue/logical_block_size") serial=$(tr -d ' ' <"${ns%/*}/serial") md5_64k=$sum"
         done
+        if [ -n "${P_kbench:-}" ] && [ -n "$nd" ]; then    # QD1 4 KiB direct reads through the kernel driver
+            now_cs; t0=$NOW
+            i=0
+            while [ $i -lt "$P_kbench" ]; do
+                dd if="/dev/$nd" of=/dev/null bs=4096 count=1 skip=$(( (i * 7919) % 2048 )) iflag=direct 2>/dev/null
+                i=$((i + 1))
+            done
+            now_cs
+            say "VFIO-KBENCH $nd reads=$P_kbench ms=$(( (NOW - t0) * 10 )) (one dd process per read)"
+            now_cs; t0=$NOW
+            dd if="/dev/$nd" of=/dev/null bs=4096 count="$P_kbench" iflag=direct 2>/dev/null
+            now_cs
+            say "VFIO-KBENCH $nd sequential reads=$P_kbench ms=$(( (NOW - t0) * 10 )) (one dd)"
+        fi
         if ! vfio_bind "$bdf" vfio-pci; then vfio_fail "$bdf did not bind vfio-pci (driver=$(vfio_driver "$bdf"))"; continue; fi
         if [ -c "/dev/vfio/$grp" ]; then
             say "VFIO-BOUND $bdf driver=vfio-pci dev=/dev/vfio/$grp"; OK=$((OK + 1))
