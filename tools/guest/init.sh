@@ -4,7 +4,7 @@
 # Reads sl.* parameters from the kernel command line, runs one scripted role and
 # prints marker lines "SLUICE-GUEST: ..." on the console (ttyS0), then powers off.
 #
-#   sl.role=ping|serve|dhcp|blk   what to do (default: serve)
+#   sl.role=ping|serve|dhcp|blk|vfio-probe   what to do (default: serve)
 #   sl.ip=10.0.0.1/24             IPv4 address for the interface (ping, serve)
 #   sl.ip6=fd00::1/64             optional IPv6 address (added with nodad)
 #   sl.peer=10.0.0.2              address to ping (ping; dhcp optional); a comma-separated
@@ -22,6 +22,12 @@
 #                                 KIND rw|ro|tail|loop); replaces sl.blk/sl.blkdev
 #   sl.loopsecs=15                blk role, loop check: seconds the write+verify loop runs at most
 #   sl.debug=1                    keep kernel messages on the console
+#   vfio-probe role (needs the modules nvme vfio_pci vfio_iommu_type1 in the image and an
+#   IOMMU, e.g. q35 + intel-iommu + intel_iommu=on): every NVMe controller (class 010802) is
+#   moved from nvme to vfio-pci and back; /usr/bin/vfio-nvme-probe and /usr/bin/sluice run
+#   when an added archive carries them (sl.sluicecfg=FILE: also `sluice --check --config FILE`;
+#   sl.probeargs=WORD: an extra argument for the probe, e.g. admin-mmio-only; sl.kbench=N: time
+#   N 4 KiB direct reads through the kernel driver first)
 #
 # Markers (one per line, key=value details after the fixed words):
 #   BOOT <bootid> role=... uptime=...      once per boot (count them to see reboots)
@@ -37,6 +43,9 @@
 #   BLK-READ md5=... / BLK-RO-OK / BLK-TAIL-OK md5=... block=N / BLK-LOOP-START /
 #   BLK-LOOP-PROGRESS iter=N / BLK-LOOP-OK blocks=N ... md5=... / BLK-DMESG-OK / BLK-FAIL ...
 #   (with sl.blkchk each ends with " dev=vdX slot=SLOT")
+#   VFIO-IOMMU ... / VFIO-CTRL <bdf> driver=... group=... members=... / VFIO-NS <dev> ... /
+#   VFIO-BOUND <bdf> driver=vfio-pci dev=/dev/vfio/N / VFIO-REBOUND <bdf> driver=nvme md5=... /
+#   VFIO-SLUICE ... / VFIO-FAIL ...   (probe output: "PROBE ..." lines)
 #   ERROR <text>
 #   DONE role=... ok=<n> fail=<n>
 
@@ -427,6 +436,116 @@ role_blk() {
     done
 }
 
+# vfio_driver BDF: the driver bound to a PCI function (none when unbound).
+vfio_driver() { d=$(readlink "/sys/bus/pci/devices/$1/driver" 2>/dev/null); d=${d##*/}; echo "${d:-none}"; }
+
+# vfio_bind BDF DRIVER: unbind from the current driver, bind DRIVER through driver_override.
+vfio_bind() {
+    [ -e "/sys/bus/pci/devices/$1/driver" ] && echo "$1" >"/sys/bus/pci/devices/$1/driver/unbind"
+    echo "$2" >"/sys/bus/pci/devices/$1/driver_override"
+    echo "$1" >/sys/bus/pci/drivers_probe
+    n=0
+    while [ "$(vfio_driver "$1")" != "$2" ] && [ $n -lt 50 ]; do n=$((n + 1)); usleep 100000; done
+    [ "$(vfio_driver "$1")" = "$2" ]
+}
+
+# vfio_fail TEXT: one VFIO-FAIL marker.
+vfio_fail() { say "VFIO-FAIL $*"; FAIL=$((FAIL + 1)); }
+
+# vfio_sluice_blk: sluice (event mode) exports an 8 MiB file in /tmp; sluice-gen blk writes a
+# pattern over it and verifies it through the socket; SIGTERM must end sluice with status 0.
+vfio_sluice_blk() {
+    mkdir -p /dev/shm && mount -t tmpfs shm /dev/shm    # the stats segment lives there
+    dd if=/dev/zero of=/tmp/disk.img bs=1M count=8 2>/dev/null
+    printf '[dataplane]\ncores = 0\nsocket-dir = /tmp\n[disk d]\nfile = /tmp/disk.img\n[blk vdb]\ndevice = disk:d\nsocket = vdb.sock\n' >/tmp/run.ini
+    /usr/bin/sluice --config /tmp/run.ini >/tmp/sluice.log 2>&1 &
+    spid=$!
+    n=0
+    while [ ! -S /tmp/vdb.sock ] && [ $n -lt 100 ]; do n=$((n + 1)); usleep 100000; done
+    w=$(/usr/bin/sluice-gen blk write --socket /tmp/vdb.sock --pattern 42 --offset 1m --length 2m 2>&1); wr=$?
+    v=$(/usr/bin/sluice-gen blk verify --socket /tmp/vdb.sock --pattern 42 --offset 1m --length 2m 2>&1); vr=$?
+    kill -TERM "$spid"; wait "$spid"; sr=$?
+    say "VFIO-SLUICE log $(grep -E 'huge|mempool' /tmp/sluice.log | cut -c26- | tr '\n' '|')"
+    say "VFIO-SLUICE blk write=$wr verify=$vr sluice_exit=$sr | $(echo "$v" | tail -n 1) | $(tail -n 2 /tmp/sluice.log | tr '\n' '|')"
+    if [ "$wr$vr$sr" = 000 ]; then OK=$((OK + 1)); else vfio_fail "sluice blk in the guest: $w"; fi
+}
+
+# shellcheck disable=SC2012  # sysfs names are plain
+# Every NVMe controller: what the kernel driver sees, then vfio-pci (group, /dev/vfio/N,
+# the probe, sluice), then nvme again and the same first 64 KiB of each namespace.
+role_vfio_probe() {
+    say "VFIO-IOMMU classes=$(ls /sys/class/iommu 2>/dev/null | tr '\n' ' ')groups=$(ls /sys/kernel/iommu_groups 2>/dev/null | wc -l) cmdline_iommu=$(grep -o 'intel_iommu=[^ ]*' /proc/cmdline)"
+    found=0
+    for d in /sys/bus/pci/devices/*; do
+        [ "$(cat "$d/class")" = 0x010802 ] || continue
+        bdf=${d##*/}; found=$((found + 1))
+        grp=$(readlink "$d/iommu_group"); grp=${grp##*/}
+        members=$(ls "/sys/kernel/iommu_groups/$grp/devices" 2>/dev/null | tr '\n' ',')
+        say "VFIO-CTRL $bdf id=$(cat "$d/vendor"):$(cat "$d/device") driver=$(vfio_driver "$bdf") group=${grp:-none} members=${members%,}"
+        [ -n "$grp" ] || { vfio_fail "$bdf has no IOMMU group (no IOMMU: intel-iommu device + intel_iommu=on)"; continue; }
+        n=0
+        while ! ls "$d"/nvme/nvme*/nvme*n* >/dev/null 2>&1 && [ $n -lt 50 ]; do n=$((n + 1)); usleep 100000; done
+        sums=""; nscount=0
+        for ns in "$d"/nvme/nvme*/nvme*n*; do
+            [ -e "$ns" ] || continue
+            nd=${ns##*/}
+            sum=$(dd if="/dev/$nd" bs=65536 count=1 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+            sums="$sums $nd=$sum"; nscount=$((nscount + 1))
+            say "VFIO-NS $nd sectors=$(cat "/sys/block/$nd/size") lbs=$(cat "/sys/block/$nd/queue/logical_block_size") serial=$(tr -d ' ' <"${ns%/*}/serial") md5_64k=$sum"
+        done
+        if [ -n "${P_kbench:-}" ] && [ -n "$nd" ]; then    # QD1 4 KiB direct reads through the kernel driver
+            now_cs; t0=$NOW
+            i=0
+            while [ $i -lt "$P_kbench" ]; do
+                dd if="/dev/$nd" of=/dev/null bs=4096 count=1 skip=$(( (i * 7919) % 2048 )) iflag=direct 2>/dev/null
+                i=$((i + 1))
+            done
+            now_cs
+            say "VFIO-KBENCH $nd reads=$P_kbench ms=$(( (NOW - t0) * 10 )) (one dd process per read)"
+            now_cs; t0=$NOW
+            dd if="/dev/$nd" of=/dev/null bs=4096 count="$P_kbench" iflag=direct 2>/dev/null
+            now_cs
+            say "VFIO-KBENCH $nd sequential reads=$P_kbench ms=$(( (NOW - t0) * 10 )) (one dd)"
+        fi
+        if ! vfio_bind "$bdf" vfio-pci; then vfio_fail "$bdf did not bind vfio-pci (driver=$(vfio_driver "$bdf"))"; continue; fi
+        if [ -c "/dev/vfio/$grp" ]; then
+            say "VFIO-BOUND $bdf driver=vfio-pci dev=/dev/vfio/$grp"; OK=$((OK + 1))
+        else
+            vfio_fail "$bdf bound but no /dev/vfio/$grp"
+        fi
+        if [ -x /usr/bin/vfio-nvme-probe ]; then
+            # shellcheck disable=SC2086  # sl.probeargs: extra words for the probe
+            /usr/bin/vfio-nvme-probe "$bdf" ${P_probeargs:-} 2>&1
+        fi
+        if [ -x /usr/bin/sluice ] && [ "$found" = 1 ]; then
+            say "VFIO-SLUICE version=$(/usr/bin/sluice --version 2>&1 | head -n 1) rc=$?"
+            if [ -n "${P_sluicecfg:-}" ]; then
+                out=$(/usr/bin/sluice --check --config "$P_sluicecfg" 2>&1); rc=$?
+                say "VFIO-SLUICE check rc=$rc $(echo "$out" | tr '\n' '|' | cut -c1-300)"
+            fi
+            [ -x /usr/bin/sluice-gen ] && vfio_sluice_blk
+        fi
+        echo "" >"$d/driver_override"
+        if ! vfio_bind "$bdf" nvme; then vfio_fail "$bdf did not rebind nvme (driver=$(vfio_driver "$bdf"))"; continue; fi
+        n=0    # wait for as many namespaces as before
+        while [ "$(ls -d "$d"/nvme/nvme*/nvme*n* 2>/dev/null | wc -l)" != "$nscount" ] && [ $n -lt 100 ]; do
+            n=$((n + 1)); usleep 100000
+        done
+        again=""
+        for ns in "$d"/nvme/nvme*/nvme*n*; do
+            [ -e "$ns" ] || continue
+            nd=${ns##*/}
+            again="$again $nd=$(dd if="/dev/$nd" bs=65536 count=1 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)"
+        done
+        if [ -n "$sums" ] && [ "$again" = "$sums" ]; then
+            say "VFIO-REBOUND $bdf driver=nvme same_bytes=yes$again"; OK=$((OK + 1))
+        else
+            vfio_fail "$bdf after rebind: before:$sums after:$again"
+        fi
+    done
+    [ "$found" -gt 0 ] || vfio_fail "no NVMe controller (class 010802)"
+}
+
 main() {
     mount_basics
     read_params
@@ -442,6 +561,7 @@ main() {
         serve) net_up && serve_loop ;;
         dhcp)  role_dhcp ;;
         blk)   role_blk ;;
+        vfio-probe) role_vfio_probe ;;
         *)     say "ERROR unknown role $ROLE"; FAIL=$((FAIL + 1)) ;;
     esac
     finish
