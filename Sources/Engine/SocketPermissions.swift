@@ -50,22 +50,29 @@ enum SocketPermissions {
         var out: [String] = []
         var reported: Set<Int> = []   // a [dataplane] default is reported once, not per port
         let root = geteuid() == 0
+        // Every socket sluice listens on: server-mode vhost-user ports and blk exports.
+        var sockets: [(what: String, access: SocketAccess, path: String?, line: Int)] = []
         for p in config.ports where p.type == .vhostUser && p.mode == .server {
-            let access = p.socketAccess
+            sockets.append(("port \(p.name)", p.socketAccess, p.socket, p.socketLine ?? p.line))
+        }
+        for b in config.blks where b.mode == .server {
+            sockets.append(("blk \(b.name)", b.socketAccess, b.socket, b.line))
+        }
+        for (what, access, socket, socketLine) in sockets {
             if case .name(let name) = access.owner, Accounts.userID(named: name) == nil,
                let line = access.ownerLine, reported.insert(line).inserted {
-                out.append("\(config.file):\(line): port \(p.name): \(unknownUser(name))")
+                out.append("\(config.file):\(line): \(what): \(unknownUser(name))")
             }
             if case .name(let name) = access.group, Accounts.groupID(named: name) == nil,
                let line = access.groupLine, reported.insert(line).inserted {
-                out.append("\(config.file):\(line): port \(p.name): \(unknownGroup(name))")
+                out.append("\(config.file):\(line): \(what): \(unknownGroup(name))")
             }
             if !root, case .success(let ids) = resolve(access), let line = access.ownerLine ?? access.groupLine,
                let why = unprivilegedChownProblem(ids), reported.insert(-line).inserted {
-                out.append("\(config.file):\(line): port \(p.name): \(why)")
+                out.append("\(config.file):\(line): \(what): \(why)")
             }
-            if let socket = p.socket, let problem = directoryProblem(socket) {
-                out.append("\(config.file):\(p.socketLine ?? p.line): port \(p.name): \(problem)")
+            if let socket, let problem = directoryProblem(socket) {
+                out.append("\(config.file):\(socketLine): \(what): \(problem)")
             }
         }
         return out

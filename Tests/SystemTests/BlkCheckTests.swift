@@ -56,6 +56,9 @@ final class BlkCheckTests: XCTestCase {
         XCTAssertNotEqual(notAFile.status, 0)
         XCTAssertTrue(notAFile.output.contains("c.ini:4: disk d (for blk w): \(dir): "), notAFile.output)
 
+        let owner = try check("[disk a]\nfile = \(a)\n[blk w]\ndevice = disk:a\nsocket = w.sock\nsocket-owner = nosuchuser\n")
+        XCTAssertTrue(owner.output.contains("c.ini:8: blk w: socket-owner 'nosuchuser': no such user on this host"), owner.output)
+
         let absent = try check("[disk d]\nfile = \(dir)/none.img\n[blk w]\ndevice = disk:d\nsocket = w.sock\n")
         XCTAssertTrue(absent.output.contains("c.ini:4: disk d (for blk w): \(dir)/none.img: cannot open for writing: No such file or directory"), absent.output)
     }
