@@ -199,6 +199,7 @@ module CSluice {
     header "$ROOT/Sources/CSluice/include/csluice.h"
     header "$ROOT/Sources/CSluice/include/sl_hostio.h"
     header "$ROOT/Sources/CSluice/include/sl_uring.h"
+    header "$ROOT/Sources/CSluice/include/sl_mmio.h"
     export *
 }
 EOF

@@ -143,5 +143,7 @@ int sl_errno(void);
 #include "sl_hostio.h"
 // io_uring (blk file backend).
 #include "sl_uring.h"
+// Device registers (NVMe BAR0).
+#include "sl_mmio.h"
 
 #endif
