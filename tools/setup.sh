@@ -21,6 +21,7 @@ PACKAGES=(
   dhcpcd-base                           # dhcpcd, copied into the router test's guests (DHCPv6)
   liburing-dev                          # io_uring: the blk file backend
   gdisk fdisk                           # sgdisk/sfdisk: GPT images of the blk tests
+  mount                                 # losetup: a 4Kn loop device in the blk tests
 )
 
 missing=()

@@ -84,17 +84,14 @@ public final class BlockFile: @unchecked Sendable {
         close(fd)
     }
 
-    /// Read `count` bytes at `offset` for control-plane use (GPT): through a buffered
-    /// descriptor of its own, so no alignment rules apply. nil on error or short read.
+    /// Read `count` bytes at `offset` for control-plane use (GPT), through the buffered
+    /// descriptor, so no alignment rules apply. nil on error or short read.
     public func readBytes(at offset: UInt64, count: Int) -> [UInt8]? {
         guard count >= 0, offset.addingReportingOverflow(UInt64(count)).partialValue <= sizeBytes else { return nil }
-        let plain = open(path, O_RDONLY | O_CLOEXEC)
-        guard plain >= 0 else { return nil }
-        defer { close(plain) }
         var out = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
-            let n = out.withUnsafeMutableBytes { pread(plain, $0.baseAddress! + done, count - done, off_t(offset) + off_t(done)) }
+            let n = out.withUnsafeMutableBytes { pread(bufferedFD, $0.baseAddress! + done, count - done, off_t(offset) + off_t(done)) }
             if n <= 0 { return nil }
             done += n
         }

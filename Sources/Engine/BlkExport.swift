@@ -47,7 +47,7 @@ final class BlkExport {
     var queueCount: Int { config.queues }
 
     /// The guest's current kick eventfd of queue `q` (-1: none yet).
-    func kickFD(_ q: Int) -> Int32 { q < device.queues.count ? device.queues[q].state.pointee.kickFD : -1 }
+    func kickFD(_ q: Int) -> Int32 { device.kickFD(q) }
     /// The eventfd queue `q`'s io_uring signals on completions.
     func completionFD(_ q: Int) -> Int32 { q < model.io.count ? model.io[q].pointee.eventFD : -1 }
 

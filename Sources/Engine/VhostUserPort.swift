@@ -33,9 +33,7 @@ final class VhostUserPort: DataplanePort {
     func tx(_ q: Int) -> PortTx { .vhost(VhostTx(queue: device.queues[Self.txVring(q)], segs: scratch.make())) }
     func wakeFD(_ q: Int) -> Int32? { nil }
     /// The guest's current kick eventfd of virtqueue `vring` (-1: none yet).
-    func kickFD(vring: Int) -> Int32 {
-        vring < device.queues.count ? device.queues[vring].state.pointee.kickFD : -1
-    }
+    func kickFD(vring: Int) -> Int32 { device.kickFD(vring) }
     var isUp: Bool { endpoint.isConnected && device.queues.contains { $0.isLive } }
 
     func handle(kind: UInt64, epoll: Epoll, logger: Logger) {

@@ -74,6 +74,9 @@ public final class VhostUserDevice: @unchecked Sendable {
     /// GET_FEATURES: the model's bits plus PROTOCOL_FEATURES.
     public var offeredFeatures: UInt64 { model.features | VirtioFeature.protocolFeatures }
 
+    /// The guest's current kick eventfd of virtqueue `q` (-1: none yet, or no such queue).
+    public func kickFD(_ q: Int) -> Int32 { q >= 0 && q < queues.count ? queues[q].state.pointee.kickFD : -1 }
+
     /// Whether the front-end asked for REPLY_ACK.
     public var replyAck: Bool { protocolFeatures.contains(.replyAck) }
 
