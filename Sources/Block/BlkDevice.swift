@@ -24,34 +24,34 @@ public struct BlkDeviceSpec: Sendable {
 
 public struct BlkSetupError: Error, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
+/// Makes queue `queue`'s backend (its `BlkIO` is ready, eventfd included). Without one, a
+/// model runs every queue on an io_uring over `spec.target`.
+public typealias BlkBackendFactory = (_ queue: Int, _ io: UnsafeMutablePointer<BlkIO>) throws(BlkSetupError) -> BlkBackendControl
+
 /// virtio-blk (§5.2) as a vhost-user device model, with the I/O state of every queue
-/// (`BlkIO`: an io_uring on the disk, request slots). One virtqueue per queue.
+/// (`BlkIO`: request slots, counters) and its backend (an io_uring on the disk, or an NVMe
+/// queue pair). One virtqueue per queue.
 public final class VirtioBlkModel: VhostUserDeviceModel, @unchecked Sendable {
     public let spec: BlkDeviceSpec
     /// One per virtqueue; owned here for the device's whole life.
     public let io: [UnsafeMutablePointer<BlkIO>]
+    /// Queue `i`'s backend (control side).
+    public let backends: [BlkBackendControl]
+    /// Called (control thread, workers paused) after the guest's memory table changed,
+    /// with the regions now mapped: a backend that needs device addresses maps them.
+    public var onMemoryChange: (([GuestRegion]) -> Void)?
     /// Set by the owner: the device's virtqueues (to drain them).
     public var queues: [Virtqueue] = []
     private var iovStorage: [UnsafeMutablePointer<iovec>] = []
 
-    public init(spec: BlkDeviceSpec) throws(BlkSetupError) {
+    public init(spec: BlkDeviceSpec, backends factory: BlkBackendFactory? = nil) throws(BlkSetupError) {
         self.spec = spec
         var made: [UnsafeMutablePointer<BlkIO>] = []
-        for q in 0..<spec.queues {
-            var err: Int32 = 0
-            guard let ring = sl_uring_create(UInt32(spec.queueSize), &err) else {
-                Self.free(made)
-                throw BlkSetupError(description: "blk \(spec.name): io_uring for queue \(q): \(String(cString: strerror(-err)))"
-                                    + (err == -EPERM || err == -ENOSYS ? " (io_uring disabled? see /proc/sys/kernel/io_uring_disabled)" : ""))
-            }
-            let rc = sl_uring_register_files(ring, spec.target.fd, spec.target.bufferedFD)
-            guard rc == 0 else {
-                sl_uring_destroy(ring)
-                Self.free(made)
-                throw BlkSetupError(description: "blk \(spec.name): io_uring cannot register the disk: \(String(cString: strerror(-rc)))")
-            }
+        var controls: [BlkBackendControl] = []
+        for _ in 0..<spec.queues {
             let efd = (try? EventFD.create()) ?? -1
             let iov = UnsafeMutablePointer<iovec>.allocate(capacity: spec.queueSize * BlkRequestParser.iovCapacity)
             iov.initialize(repeating: iovec(), count: spec.queueSize * BlkRequestParser.iovCapacity)
@@ -62,17 +62,33 @@ public final class VirtioBlkModel: VhostUserDeviceModel, @unchecked Sendable {
             serial.initialize(repeating: 0, count: VirtioBlk.idBytes)
             for (i, b) in spec.serial.utf8.prefix(VirtioBlk.idBytes).enumerated() { serial[i] = b }
             let p = UnsafeMutablePointer<BlkIO>.allocate(capacity: 1)
-            p.initialize(to: BlkIO(ring: ring, slots: slots, slotCount: spec.queueSize, target: spec.target,
+            p.initialize(to: BlkIO(slots: slots, slotCount: spec.queueSize, target: spec.target,
                                    counters: .discard, serial: serial, eventFD: efd,
                                    users: .allocate(capacity: BlkIO.reapBatch), results: .allocate(capacity: BlkIO.reapBatch)))
             made.append(p)
         }
+        do throws(BlkSetupError) {
+            for (q, p) in made.enumerated() {
+                if let factory {
+                    controls.append(try factory(q, p))
+                } else {
+                    let u = try UringBackendControl(entries: spec.queueSize, target: spec.target, name: spec.name, queue: q)
+                    u.eventFD = p.pointee.eventFD
+                    controls.append(u)
+                }
+            }
+        } catch {
+            for c in controls { c.close() }
+            Self.free(made)
+            for i in iovStorage { i.deallocate() }
+            throw error
+        }
         io = made
+        backends = controls
     }
 
     private static func free(_ list: [UnsafeMutablePointer<BlkIO>]) {
         for p in list {
-            sl_uring_destroy(p.pointee.ring)
             if p.pointee.eventFD >= 0 { close(p.pointee.eventFD) }
             p.pointee.slots.deallocate()
             p.pointee.serial.deallocate()
@@ -85,6 +101,7 @@ public final class VirtioBlkModel: VhostUserDeviceModel, @unchecked Sendable {
     }
 
     deinit {
+        for c in backends { c.close() }
         Self.free(io)
         for i in iovStorage { i.deallocate() }
     }
@@ -150,29 +167,32 @@ public final class VirtioBlkModel: VhostUserDeviceModel, @unchecked Sendable {
     /// for requests that cannot complete inline run on `kernelCPUs` (the CPUs no worker
     /// polls on), so they never wait for a busy poller's time slice; empty = anywhere.
     public func configure(eventMode: Bool, kernelCPUs: [Int]) {
-        for p in io {
-            let ring = p.pointee.ring
-            _ = sl_uring_unregister_eventfd(ring)
-            if eventMode && p.pointee.eventFD >= 0 { _ = sl_uring_register_eventfd(ring, p.pointee.eventFD) }
-        }
-        guard !kernelCPUs.isEmpty else { return }
-        let cpus = kernelCPUs.map { Int32($0) }
-        for p in io { _ = cpus.withUnsafeBufferPointer { sl_uring_set_worker_cpus(p.pointee.ring, $0.baseAddress, UInt32($0.count)) } }
+        for c in backends { c.configure(eventMode: eventMode, kernelCPUs: kernelCPUs) }
     }
 
     public func drainInFlight(queue: Int?) {
         let now = sl_rdtsc()
         for (i, p) in io.enumerated() where queue == nil || queue == i {
             guard i < queues.count, p.pointee.pending > 0 || p.pointee.prepared > 0 else { continue }
-            BlkQueue(vq: queues[i], io: p).drain(now: now)
+            backends[i].drain(vq: queues[i], io: p, now: now)
         }
+    }
+
+    /// Queue `q` as a poll source when it runs on an io_uring (nil for other backends).
+    public func uringQueue(_ q: Int) -> BlkQueue<UringBackend>? {
+        guard q < queues.count, let u = backends[q] as? UringBackendControl else { return nil }
+        return BlkQueue(vq: queues[q], io: io[q], backend: u.backend)
+    }
+
+    public func memoryChanged(_ regions: [GuestRegion]) {
+        onMemoryChange?(regions)
     }
 }
 
 extension VhostUserDevice {
     /// A virtio-blk device on `spec.target`.
-    public static func blk(_ spec: BlkDeviceSpec) throws(BlkSetupError) -> VhostUserDevice {
-        let model = try VirtioBlkModel(spec: spec)
+    public static func blk(_ spec: BlkDeviceSpec, backends: BlkBackendFactory? = nil) throws(BlkSetupError) -> VhostUserDevice {
+        let model = try VirtioBlkModel(spec: spec, backends: backends)
         let device = VhostUserDevice(model: model)
         model.queues = device.queues
         return device

@@ -7,20 +7,19 @@ import Ports
 import Stats
 import Virtio
 
-/// The I/O side of one blk virtqueue: its io_uring (the disk registered as fixed file
-/// 0), a request slot per possible head, and what the worker counts. Allocated once
+/// The I/O side of one blk virtqueue, whatever its backend: a request slot per possible
+/// head, and what the worker counts. Allocated once
 /// per queue by the export and kept for its whole life, like the virtqueue state; the
 /// worker that polls the queue owns it, the control thread touches it only while that
 /// worker is paused.
 public struct BlkIO {
-    public var ring: OpaquePointer
     public var slots: UnsafeMutablePointer<BlkSlot>
     public var slotCount: Int
     public var target: BlockTarget
     public var counters: BlkCounters
-    /// Requests with the kernel (submitted, not reaped).
+    /// Requests with the backend (submitted, not reaped).
     public var pending: Int = 0
-    /// SQEs prepared and not yet submitted.
+    /// Requests prepared and not yet submitted.
     public var prepared: Int = 0
     /// The GET_ID answer: 20 bytes, zero-padded.
     public var serial: UnsafeMutablePointer<UInt8>
@@ -46,13 +45,16 @@ extension BlkIO {
 /// (requests a previous back-end left in flight before anything new), one submission
 /// for everything prepared, one used-ring publication and at most one interrupt.
 @frozen
-public struct BlkQueue: PollSource, @unchecked Sendable {
+public struct BlkQueue<Backend: BlkBackend>: PollSource, @unchecked Sendable {
     public let vq: Virtqueue
     public let io: UnsafeMutablePointer<BlkIO>
+    public let backend: Backend
     /// Requests taken per poll at most.
-    public static let burst = 32
+    public static var burst: Int { 32 }
 
-    public init(vq: Virtqueue, io: UnsafeMutablePointer<BlkIO>) { self.vq = vq; self.io = io }
+    public init(vq: Virtqueue, io: UnsafeMutablePointer<BlkIO>, backend: Backend) {
+        self.vq = vq; self.io = io; self.backend = backend
+    }
 
     @inlinable
     public func poll(_ ctx: WorkerContext) -> Int {
@@ -88,7 +90,8 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
         }
     }
 
-    /// Take up to `burst` requests: recovered ones, then the avail ring.
+    /// Take up to `burst` requests: recovered ones, then the avail ring. A request the
+    /// backend has no room for stays where it is (the ring, or the recovered list).
     @inlinable
     func take() -> Int {
         var n = 0
@@ -96,7 +99,10 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
         if s.pointee.resubmitNext < s.pointee.resubmitCount {
             let now = sl_rdtsc()
             while n < Self.burst, let head = vq.nextResubmit() {
-                start(head: head, now: now, tracked: false)
+                if !start(head: head, now: now, tracked: false) {
+                    s.pointee.resubmitNext &-= 1
+                    return n
+                }
                 n &+= 1
             }
         }
@@ -104,84 +110,60 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
         if avail == 0 { return n }
         let now = sl_rdtsc()
         let count = min(avail, Self.burst &- n)
-        for i in 0..<count {
-            start(head: vq.availHead(i), now: now, tracked: true)
+        var taken = 0
+        while taken < count && start(head: vq.availHead(taken), now: now, tracked: true) { taken &+= 1 }
+        if taken > 0 {
+            vq.consume(taken)
+            vq.suppressKicks()
         }
-        vq.consume(count)
-        vq.suppressKicks()
-        return n &+ count
+        return n &+ taken
     }
 
-    /// One request: parse, then hand to the kernel or answer at once.
+    /// One request: parse, then hand to the backend or answer at once. False: the
+    /// backend has no room now (nothing was recorded; take it again later).
     @inlinable
-    func start(head: UInt16, now: UInt64, tracked: Bool) {
+    func start(head: UInt16, now: UInt64, tracked: Bool) -> Bool {
         let io = self.io
         guard Int(head) < io.pointee.slotCount, !io.pointee.slots[Int(head)].busy else {
             // A head out of range, or one still in flight offered again: a broken driver.
             io.pointee.counters.badChain.increment()
-            return
+            return true
         }
-        if tracked { vq.inflightBegin(head) }
         let slot = io.pointee.slots + Int(head)
         slot.pointee.start = now
         let target = io.pointee.target
-        switch BlkRequestParser.parse(vq, head: head, into: slot, target: target) {
-        case .ok:
-            break
-        case .ioerr:
-            io.pointee.counters.ioerr.increment()
-            finish(head: head, status: VirtioBlk.Status.ioErr, len: 1, now: now)
-            return
-        case .unsupp:
-            io.pointee.counters.unsupp.increment()
-            finish(head: head, status: VirtioBlk.Status.unsupp, len: 1, now: now)
-            return
-        case .badChain:
-            io.pointee.counters.badChain.increment()
-            vq.completeTracked(id: head, len: 0)
-            return
+        let parsed = BlkRequestParser.parse(vq, head: head, into: slot, target: target)
+        if parsed == .ok && slot.pointee.type != VirtioBlk.RequestType.getID {
+            let r = backend.prepare(slot, head: head, target: target)
+            if r == .full { return false }
+            if tracked { vq.inflightBegin(head) }
+            if r == .queued {
+                slot.pointee.busy = true
+                io.pointee.prepared &+= 1
+            } else {
+                io.pointee.counters.ioerr.increment()
+                finish(head: head, status: VirtioBlk.Status.ioErr, len: 1, now: now)
+            }
+            return true
         }
-        let ring = io.pointee.ring
-        let user = UInt64(head)
-        let offset = target.offsetBytes &+ slot.pointee.sector &<< 9
-        var rc: Int32 = 0
-        switch slot.pointee.type {
-        case VirtioBlk.RequestType.input, VirtioBlk.RequestType.output:
-            slot.pointee.buffered = false
-            rc = prepareTransfer(slot, file: 0)
-        case VirtioBlk.RequestType.flush:
-            rc = sl_uring_prep_fsync(ring, user)
-        case VirtioBlk.RequestType.discard, VirtioBlk.RequestType.writeZeroes:
-            // bytes holds the range's sectors; PUNCH_HOLE reads back as zeros on files and
-            // block devices (there it is a zero-out with unmap), ZERO_RANGE keeps the blocks.
-            let unmap = slot.pointee.type == VirtioBlk.RequestType.discard || slot.pointee.iovCount < 0 || !target.isBlockDevice
-            rc = sl_uring_prep_fallocate(ring, unmap ? sl_falloc_punch_hole() : sl_falloc_zero_range(),
-                                         offset, UInt64(slot.pointee.bytes) &<< 9, user)
-        default:   // GET_ID
+        if tracked { vq.inflightBegin(head) }
+        switch parsed {
+        case .ok:   // GET_ID
             let n = Int(slot.pointee.bytes)
             _ = scatterID(slot, n)
             io.pointee.counters.getID.increment()
             finish(head: head, status: VirtioBlk.Status.ok, len: UInt32(n) &+ 1, now: now)
-            return
-        }
-        if rc != 0 {
+        case .ioerr:
             io.pointee.counters.ioerr.increment()
             finish(head: head, status: VirtioBlk.Status.ioErr, len: 1, now: now)
-            return
+        case .unsupp:
+            io.pointee.counters.unsupp.increment()
+            finish(head: head, status: VirtioBlk.Status.unsupp, len: 1, now: now)
+        case .badChain:
+            io.pointee.counters.badChain.increment()
+            vq.completeTracked(id: head, len: 0)
         }
-        slot.pointee.busy = true
-        io.pointee.prepared &+= 1
-    }
-
-    /// Queue a read or write of `slot` on fixed file `file` (0: the disk as opened, 1: buffered).
-    @inlinable
-    func prepareTransfer(_ slot: UnsafeMutablePointer<BlkSlot>, file: Int32) -> Int32 {
-        let head = UInt64(slot - io.pointee.slots)
-        let offset = io.pointee.target.offsetBytes &+ slot.pointee.sector &<< 9
-        let n = UInt32(slot.pointee.iovCount)
-        return slot.pointee.type == VirtioBlk.RequestType.input
-            ? sl_uring_prep_readv(io.pointee.ring, file, slot.pointee.iov, n, offset, head)
-            : sl_uring_prep_writev(io.pointee.ring, file, slot.pointee.iov, n, offset, head)
+        return true
     }
 
     /// Copy the serial into the request's data buffers.
@@ -200,28 +182,25 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
 
     @inlinable
     func submit() {
-        let rc = sl_uring_submit(io.pointee.ring)
-        if rc > 0 {
-            io.pointee.pending &+= Int(rc)
-            io.pointee.prepared &-= Int(rc)
-        }
-        // rc < 0 (EAGAIN, EBUSY): the SQEs stay queued; the next poll submits them.
+        let n = backend.submit()
+        io.pointee.pending &+= n
+        io.pointee.prepared &-= n
     }
 
-    /// Finish what the kernel has completed (`now`: the TSC).
+    /// Finish what the backend has completed (`now`: the TSC).
     @inlinable
     public func reap(now: UInt64) -> Int {
         let io = self.io
-        let n = Int(sl_uring_reap(io.pointee.ring, io.pointee.users, io.pointee.results, UInt32(BlkIO.reapBatch)))
+        let n = backend.reap(heads: io.pointee.users, results: io.pointee.results, max: BlkIO.reapBatch)
         if n > 0 { io.pointee.stalledPolls = 0 }
+        io.pointee.pending &-= n
         for i in 0..<n {
             complete(user: io.pointee.users[i], result: io.pointee.results[i], now: now)
         }
-        io.pointee.pending &-= n
         return n
     }
 
-    /// One completion from the kernel: counters, status, used entry.
+    /// One completion from the backend: counters, status, used entry.
     @inlinable
     public func complete(user: UInt64, result: Int32, now: UInt64) {
         let io = self.io
@@ -229,16 +208,10 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
         guard Int(head) < io.pointee.slotCount else { return }
         let slot = io.pointee.slots + Int(head)
         let c = io.pointee.counters
-        // O_DIRECT refuses buffers or lengths that are not aligned to the device's sectors:
-        // the same request goes once more through the page cache.
-        if result == -EINVAL, !slot.pointee.buffered, io.pointee.target.bufferedFD != io.pointee.target.fd,
-           slot.pointee.type == VirtioBlk.RequestType.input || slot.pointee.type == VirtioBlk.RequestType.output {
-            slot.pointee.buffered = true
-            if prepareTransfer(slot, file: 1) == 0 {
-                c.bufferedRetries.increment()
-                io.pointee.prepared &+= 1
-                return
-            }
+        if result < 0 && backend.retry(slot, head: head, result: result, target: io.pointee.target) {
+            c.bufferedRetries.increment()
+            io.pointee.prepared &+= 1
+            return
         }
         slot.pointee.busy = false
         var ok = result >= 0
@@ -276,7 +249,7 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
     public func hasPendingWork() -> Bool {
         let s = vq.state
         if s.pointee.isLive && (vq.availableCount() > 0 || s.pointee.resubmitNext < s.pointee.resubmitCount) { return true }
-        return io.pointee.pending > 0 && sl_uring_ready(io.pointee.ring) > 0
+        return io.pointee.pending > 0 && backend.completionReady()
     }
 
     public func drainWakeups() {
@@ -292,7 +265,7 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
     /// The queue's memory belongs to the export, which outlives the poll entry.
     public func release() {}
 
-    /// Control thread, worker paused: wait for every request with the kernel and
+    /// Control thread, worker paused: wait for every request with the backend and
     /// complete it (the guest's memory is still mapped), so nothing lands later.
     /// `now`: the TSC.
     public func drain(now: UInt64) {
@@ -301,7 +274,7 @@ public struct BlkQueue: PollSource, @unchecked Sendable {
         var user: UInt64 = 0
         var result: Int32 = 0
         while io.pointee.pending > 0 {
-            guard sl_uring_wait(io.pointee.ring, &user, &result) == 0 else { break }
+            guard backend.waitOne(head: &user, result: &result) else { break }
             io.pointee.pending &-= 1
             complete(user: user, result: result, now: now)
         }

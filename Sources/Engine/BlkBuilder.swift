@@ -42,7 +42,9 @@ struct BlkBuilder: ElementBuilder {
             let io = export.model.io[q]
             io.pointee.counters.latency.free()
             io.pointee.counters = try plane.blkCounters(b.name, slot: w)
-            let source = BlkQueue(vq: export.device.queues[q], io: io)
+            guard let source = export.model.uringQueue(q) else {
+                throw EngineError("blk \(b.name): queue \(q) has no io_uring backend")
+            }
             rxq += try plane.addPollEntry(.make(source, PollEntry.blk), worker: w, name: b.name, queue: q)
         }
         return RunningBlk(export: export, rxqNames: rxq)

@@ -14,7 +14,7 @@ enum PollEntry {
     case forward(UnsafeMutablePointer<PortForwarder>)
     case switchQueue(UnsafeMutablePointer<SwitchPortQueue>)
     case router(UnsafeMutablePointer<RouterQueue>)
-    case blk(UnsafeMutablePointer<BlkQueue>)
+    case blk(UnsafeMutablePointer<BlkQueue<UringBackend>>)
 
     /// Allocate a slot for `source` (control thread).
     static func make<S: PollSource>(_ source: S, _ wrap: (UnsafeMutablePointer<S>) -> PollEntry) -> PollEntry {

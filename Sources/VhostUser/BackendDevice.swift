@@ -137,6 +137,7 @@ public final class VhostUserDevice: @unchecked Sendable {
                 do { try self.memory.add(guestPhys: r.guestPhysAddr, size: r.memorySize, userAddr: r.userspaceAddr,
                                          mmapOffset: r.mmapOffset, fd: fd) } catch { err = "\(error)" }
                 self.retranslateRings()
+                self.model.memoryChanged(self.memory.currentRegions)
             }
             if err == nil { regionRefs[key] = (r.userspaceAddr, 1) }
             return err.map { .failed($0) } ?? .done
@@ -152,6 +153,7 @@ public final class VhostUserDevice: @unchecked Sendable {
                 self.model.drainInFlight(queue: nil)
                 found = self.memory.remove(guestPhys: r.guestPhysAddr, size: r.memorySize)
                 self.retranslateRings()
+                self.model.memoryChanged(self.memory.currentRegions)
             }
             return found ? .done : .failed("REM_MEM_REG: no region at 0x\(String(r.guestPhysAddr, radix: 16))")
         case .setVringNum(let s):
@@ -282,6 +284,7 @@ public final class VhostUserDevice: @unchecked Sendable {
             // The front-end hands the inflight area back (SET_INFLIGHT_FD) when it reconnects.
             self.inflight.release()
             self.memory.removeAll()
+            self.model.memoryChanged([])
             for i in self.ringAddresses.indices { self.ringAddresses[i] = nil }
         }
         regionRefs.removeAll()
@@ -327,6 +330,7 @@ public final class VhostUserDevice: @unchecked Sendable {
             }
             if err != nil { self.memory.removeAll() }
             self.retranslateRings()
+            self.model.memoryChanged(self.memory.currentRegions)
         }
         regionRefs.removeAll()
         if err == nil { for r in regions { regionRefs[RegionKey(r)] = (r.userspaceAddr, 1) } }

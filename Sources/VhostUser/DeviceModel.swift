@@ -35,10 +35,15 @@ public protocol VhostUserDeviceModel: AnyObject {
     /// (inside quiesce): finish what a backend still does with it, so no I/O lands in
     /// memory that is unmapped or reused.
     func drainInFlight(queue: Int?)
+    /// The memory table changed (inside quiesce, after `drainInFlight`): `regions` is what
+    /// is mapped now (empty: nothing). A backend that gives devices guest addresses (an
+    /// IOMMU) maps the new regions and unmaps the old ones here.
+    func memoryChanged(_ regions: [GuestRegion])
 }
 
 extension VhostUserDeviceModel {
     public var configAlwaysOffered: Bool { false }
     public func handle(_ message: VhostUserMessage) -> VhostUserDevice.Outcome? { nil }
     public func drainInFlight(queue: Int?) {}
+    public func memoryChanged(_ regions: [GuestRegion]) {}
 }

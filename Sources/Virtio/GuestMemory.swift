@@ -96,6 +96,9 @@ public final class GuestMemoryMap: @unchecked Sendable {
 
     public var regionCount: Int { table.count }
 
+    /// The regions mapped now (control thread).
+    public var currentRegions: [GuestRegion] { (0..<table.count).map { table.regions[$0] } }
+
     /// Map one region from `fd` (the fd is consumed: closed after mmap either way).
     /// Rejects overlap with existing regions and more than `maxRegions`.
     public func add(guestPhys: UInt64, size: UInt64, userAddr: UInt64, mmapOffset: UInt64, fd: Int32) throws(GuestMemoryError) {

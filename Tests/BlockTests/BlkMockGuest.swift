@@ -350,6 +350,7 @@ final class BlkTestBackend {
     deinit { image.remove() }
 
     var io: UnsafeMutablePointer<BlkIO> { model.io[0] }
+    var uring: UringBackend { (model.backends[0] as! UringBackendControl).backend }
 
     func counter(_ name: String) -> UInt64 { counters[name]!.value }
 
@@ -359,7 +360,7 @@ final class BlkTestBackend {
 
     /// Poll `queue` until `done()` or `seconds` pass; false on timeout.
     @discardableResult
-    func poll(_ queue: BlkQueue, seconds: Double = 5, until done: () -> Bool) -> Bool {
+    func poll(_ queue: BlkQueue<UringBackend>, seconds: Double = 5, until done: () -> Bool) -> Bool {
         let deadline = Clock.monotonicNanos() + UInt64(seconds * 1e9)
         while !done() {
             if Clock.monotonicNanos() > deadline { return false }

@@ -15,14 +15,14 @@ final class BlkQueueTests: XCTestCase {
     private var memory: BlkGuestMemory!
     private var ring: BlkRing!
     private var vq: Virtqueue!
-    private var queue: BlkQueue!
+    private var queue: BlkQueue<UringBackend>!
 
     private func start(imageBytes: Int = 4 << 20, offsetBytes: UInt64 = 0, exportBytes: UInt64? = nil, readOnly: Bool = false) throws {
         backend = try BlkTestBackend(imageBytes: imageBytes, offsetBytes: offsetBytes, exportBytes: exportBytes, readOnly: readOnly)
         memory = try BlkGuestMemory(size: 16 << 20)
         ring = BlkRing(memory: memory, size: 256)
         vq = ring.makeVirtqueue()
-        queue = BlkQueue(vq: vq, io: backend.io)
+        queue = BlkQueue(vq: vq, io: backend.io, backend: backend.uring)
     }
 
     override func tearDown() {
@@ -225,8 +225,8 @@ final class BlkQueueTests: XCTestCase {
         try start()
         let flushes = (0..<40).map { _ in ring.request(type: VirtioBlk.RequestType.flush, sector: 0, segments: []) }
         for f in flushes { ring.publish(f.head) }
-        XCTAssertEqual(queue.poll(backend.context), BlkQueue.burst)
-        XCTAssertEqual(vq.state.pointee.lastAvail, UInt16(BlkQueue.burst))
+        XCTAssertEqual(queue.poll(backend.context), BlkQueue<UringBackend>.burst)
+        XCTAssertEqual(vq.state.pointee.lastAvail, UInt16(BlkQueue<UringBackend>.burst))
         backend.poll(queue) { backend.counter("flushes") == 40 && ring.usedIdx == 40 }
         XCTAssertEqual(ring.takeUsed().count, 40)
         XCTAssertTrue(flushes.allSatisfy { ring.status(of: $0) == VirtioBlk.Status.ok })

@@ -90,13 +90,13 @@ final class InflightTests: XCTestCase {
         done(d.handle(.setVringEnable(VringState(index: 0, num: 1))), "SET_VRING_ENABLE")
     }
 
-    private func queue(_ d: VhostUserDevice) -> BlkQueue { BlkQueue(vq: d.queues[0], io: d.blkModel!.io[0]) }
+    private func queue(_ d: VhostUserDevice) -> BlkQueue<UringBackend> { d.blkModel!.uringQueue(0)! }
 
     private var context: WorkerContext {
         WorkerContext(worker: 0, cache: pool.cache(0), now: Clock.monotonicNanos(), eventMode: false, allocFail: .discard)
     }
 
-    private func poll(_ q: BlkQueue, seconds: Double = 5, until cond: () -> Bool) -> Bool {
+    private func poll(_ q: BlkQueue<UringBackend>, seconds: Double = 5, until cond: () -> Bool) -> Bool {
         let deadline = Clock.monotonicNanos() + UInt64(seconds * 1e9)
         while !cond() {
             if Clock.monotonicNanos() > deadline { return false }

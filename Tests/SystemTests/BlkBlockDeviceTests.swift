@@ -71,8 +71,16 @@ final class BlkBlockDeviceTests: XCTestCase {
             XCTAssertEqual(v.status, 0, v.output)
         }
         let stats = try ScriptRunner.run(bin("sluice-stat"), ["--instance", instance, "--json", "--filter", "blk.lv."], timeout: 30)
-        // 128 writes and 128 reads of 512 bytes went buffered; the 64 KiB ones did not.
-        XCTAssertTrue(stats.output.contains("\"blk.lv.buffered_retries\":256"), stats.output)
+        // The 128 reads of 512 bytes went buffered, and the 128 writes of 512 bytes did
+        // too unless the kernel did it for us: an O_DIRECT write to a block device whose
+        // page-cache pages are still being written back (our own earlier buffered writes)
+        // is turned into a buffered write by the kernel (blkdev_direct_write: invalidation
+        // EBUSY → buffered) and succeeds without EINVAL. The 64 KiB ones stay direct.
+        let retries = Int(stats.output.split(separator: "\"blk.lv.buffered_retries\":").dropFirst().first?
+            .prefix(while: { $0.isNumber }) ?? "") ?? -1
+        XCTAssertTrue((128...256).contains(retries), "buffered_retries \(retries): " + stats.output)
+        XCTAssertTrue(stats.output.contains("\"blk.lv.reads\":129"), stats.output)
+        XCTAssertTrue(stats.output.contains("\"blk.lv.writes\":129"), stats.output)
         XCTAssertTrue(stats.output.contains("\"blk.lv.errors.ioerr\":0"), stats.output)
     }
 }

@@ -99,7 +99,7 @@ private let io: UnsafeMutablePointer<BlkIO> = {
     p.pointee.counters = BlkCounters(counters)
     return p
 }()
-private let queue = BlkQueue(vq: vq, io: io)
+private let queue = BlkQueue(vq: vq, io: io, backend: (model.backends[0] as! UringBackendControl).backend)
 
 private let pool: Mempool = {
     do { return try Mempool(name: "fuzz-blk", count: 64, caches: 1, policy: .off) } catch { fail("mempool: \(error)") }
