@@ -17,13 +17,23 @@ public struct DiskConfig: Equatable, Sendable {
 public enum BlkDevice: Equatable, Sendable, CustomStringConvertible {
     /// A whole `[disk]`.
     case disk(String)
-    /// A GPT partition, by its unique partition GUID (canonical upper case), on any disk.
+    /// A GPT partition, by its unique partition GUID (canonical upper case), on any disk
+    /// or NVMe namespace.
     case partition(String)
+    /// An NVMe namespace, `SERIAL:nN`: namespace `nsid` of the controller whose Identify
+    /// serial number (trailing spaces dropped) is `serial`. The serial, not a PCI address,
+    /// names it, so that the export follows the controller to another slot.
+    case namespace(serial: String, nsid: UInt32)
 
+    /// Namespace IDs a `SERIAL:nN` may name: 0 is no namespace and 0xFFFFFFFF means all.
+    public static let nsidRange: ClosedRange<UInt32> = 1...0xFFFF_FFFE
+
+    /// The form the file uses: `disk:NAME`, the GUID, or `SERIAL:nN`.
     public var description: String {
         switch self {
         case .disk(let d): "disk:\(d)"
         case .partition(let u): u
+        case .namespace(let serial, let nsid): "\(serial):n\(nsid)"
         }
     }
 }
@@ -85,7 +95,7 @@ enum BlkDecoder {
         var decoded = DecodedBlk()
         var device: BlkDevice?
         var deviceLine = section.line
-        if let entry = reader.required("device", " (disk:NAME or a GPT partition GUID)", log: &log) {
+        if let entry = reader.required("device", " (disk:NAME, SERIAL:nN or a GPT partition GUID)", log: &log) {
             deviceLine = entry.line
             device = parseDevice(entry, log: &log)
         }
@@ -129,7 +139,9 @@ enum BlkDecoder {
         return decoded
     }
 
-    /// `disk:NAME` or a GUID (8-4-4-4-12 hex digits, either case; kept upper case).
+    /// The three forms that cannot be mistaken for each other: `disk:NAME` (the prefix
+    /// wins), `SERIAL:nN` (any other value with a ':'), or a GUID (8-4-4-4-12 hex digits,
+    /// either case; kept upper case, and never with a ':').
     static func parseDevice(_ entry: RawEntry, log: inout DiagnosticLog) -> BlkDevice? {
         let v = entry.value
         if v.hasPrefix("disk:") {
@@ -140,9 +152,40 @@ enum BlkDecoder {
             }
             return .disk(name)
         }
-        if let uuid = canonicalGUID(v) { return .partition(uuid) }
-        log.error(entry.line, "bad 'device' '\(excerpt(v))': use disk:NAME for a whole [disk], or a GPT partition GUID such as 0FC63DAF-8483-4772-8E79-3D69D8477DE4")
+        var reason = ""
+        if v.contains(":") {
+            switch parseNamespace(v) {
+            case .success(let device): return device
+            case .failure(let problem): reason = problem.message + "; "
+            }
+        } else if let uuid = canonicalGUID(v) {
+            return .partition(uuid)
+        }
+        log.error(entry.line, "bad 'device' '\(excerpt(v))': \(reason)use disk:NAME for a whole [disk], SERIAL:nN for namespace N of the NVMe controller with that serial (e.g. SN1234:n1), or a GPT partition GUID such as 0FC63DAF-8483-4772-8E79-3D69D8477DE4")
         return nil
+    }
+
+    struct DeviceProblem: Error {
+        var message: String
+    }
+
+    /// `SERIAL:nN`: a serial of 1 to 20 printable ASCII characters without spaces or ':'
+    /// (Identify's 20-byte serial field), and a decimal namespace ID without leading zeros,
+    /// so that `description` gives back what the file says.
+    static func parseNamespace(_ text: String) -> Result<BlkDevice, DeviceProblem> {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return .failure(DeviceProblem(message: "an NVMe namespace has one ':'")) }
+        let serial = parts[0], number = parts[1]
+        guard !serial.isEmpty, serial.utf8.count <= 20,
+              serial.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+            return .failure(DeviceProblem(message: "an NVMe serial is 1 to 20 printable ASCII characters without spaces"))
+        }
+        let range = BlkDevice.nsidRange
+        guard number.hasPrefix("n"), let nsid = parseDecimal(number.dropFirst()), !number.hasPrefix("n0"),
+              nsid >= Int(range.lowerBound), nsid <= Int(range.upperBound) else {
+            return .failure(DeviceProblem(message: "the namespace after ':' is n1..n\(range.upperBound)"))
+        }
+        return .success(.namespace(serial: String(serial), nsid: UInt32(nsid)))
     }
 
     /// Canonical upper-case form of a GUID written 8-4-4-4-12, or nil.

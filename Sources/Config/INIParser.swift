@@ -2,7 +2,10 @@
 // kinds and name rules, not the keys; it reports every bad line and goes on.
 
 enum SectionKind: String, CaseIterable {
-    case dataplane, port, p2p, `switch`, network, disk, blk
+    case dataplane, port, p2p, `switch`, network, disk, nvme, blk
+
+    /// Sections that stand alone, without a name, at most once.
+    var isSingleton: Bool { self == .dataplane || self == .nvme }
 }
 
 struct RawEntry {
@@ -14,7 +17,7 @@ struct RawEntry {
 
 struct RawSection {
     var kind: SectionKind
-    /// Empty for `[dataplane]`.
+    /// Empty for `[dataplane]` and `[nvme]`.
     var name: String
     var line: Int
     var entries: [RawEntry] = []
@@ -133,12 +136,12 @@ enum INIParser {
             return nil
         }
         guard let kind = SectionKind(rawValue: kindWord) else {
-            log.error(line, "unknown section kind '\(excerpt(kindWord))' (expected dataplane, port, p2p, switch, network, disk or blk)")
+            log.error(line, "unknown section kind '\(excerpt(kindWord))' (expected dataplane, port, p2p, switch, network, disk, nvme or blk)")
             return nil
         }
-        if kind == .dataplane {
+        if kind.isSingleton {
             if words.count > 1 {
-                log.error(line, "section [dataplane] takes no name, got '\(words.dropFirst().joined(separator: " "))'")
+                log.error(line, "section [\(kindWord)] takes no name, got '\(words.dropFirst().joined(separator: " "))'")
                 return nil
             }
             return RawSection(kind: kind, name: "", line: line)

@@ -19,6 +19,9 @@ public struct SluiceConfig: Sendable {
     public var disks: [DiskConfig] = []
     /// `[blk]` sections: vhost-user-blk devices.
     public var blks: [BlkConfig] = []
+    /// The `[nvme]` section; nil when there is none (then every NVMe controller bound to
+    /// vfio-pci is used, with `NVMeConfig`'s defaults).
+    public var nvme: NVMeConfig?
     /// Problems that do not stop sluice, such as a port attached to nothing.
     public var warnings: [Diagnostic]
 
@@ -88,10 +91,13 @@ public struct SluiceConfig: Sendable {
         var links: [DecodedLink] = []
         var disks: [DiskConfig] = []
         var blks: [DecodedBlk] = []
+        var nvme: NVMeConfig?
         for section in ini.sections {
             switch section.kind {
             case .dataplane:
                 continue
+            case .nvme:
+                nvme = NVMeDecoder.decode(section, log: &log)
             case .disk:
                 if let d = DiskDecoder.decode(section, log: &log) { disks.append(d) }
             case .blk:
@@ -116,6 +122,7 @@ public struct SluiceConfig: Sendable {
         config.ports = ports.compactMap(\.config)
         config.disks = disks
         config.blks = blks.compactMap(\.config)
+        config.nvme = nvme
         for link in links where link.isValid {
             if link.kind == .p2p, link.ports.count == 2 {
                 config.p2p.append(P2PConfig(name: link.name, line: link.line, a: link.ports[0], b: link.ports[1]))

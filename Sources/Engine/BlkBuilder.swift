@@ -23,7 +23,7 @@ struct BlkBuilder: ElementBuilder {
         let disks: [DiskConfig]
         switch b.device {
         case .disk(let name): disks = config.disks.filter { $0.name == name }
-        case .partition: disks = config.disks
+        case .partition, .namespace: disks = config.disks
         }
         return "\(c) " + disks.map { "\($0.name)=\($0.file)@\($0.blockSize)" }.joined(separator: ",")
     }

@@ -19,6 +19,8 @@ enum BlkTargets {
             return ResolvedBlkTarget(file: file, target: target, what: "disk \(disk.name) (\(disk.file))")
         case .partition(let uuid):
             return try resolvePartition(uuid, b, config: config)
+        case .namespace:
+            throw EngineError("\(here): NVMe namespaces are not available yet")
         }
     }
 

@@ -95,7 +95,7 @@ struct Sluice: ParsableCommand {
             throw ExitCode(1)
         }
         if check {
-            print("\(config): OK — \(cfg.ports.count) port(s), \(cfg.p2p.count) p2p link(s), \(cfg.switches.count) switch(es), \(cfg.networks.count) network(s); cores \(options.cores.map(String.init).joined(separator: ",")), \(options.idlePolicy)")
+            print("\(config): OK — \(cfg.ports.count) port(s), \(cfg.p2p.count) p2p link(s), \(cfg.switches.count) switch(es), \(cfg.networks.count) network(s)\(cfg.nvme.map { ", [nvme] pci \($0.pci)" } ?? ""); cores \(options.cores.map(String.init).joined(separator: ",")), \(options.idlePolicy)")
             return
         }
         let dataplane: Dataplane

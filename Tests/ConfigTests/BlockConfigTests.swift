@@ -77,9 +77,9 @@ final class BlockConfigTests: XCTestCase {
             "t.ini:10: bad 'serial' 'this-serial-is-far-too-long': at most 20 printable ASCII characters",
             "t.ini:11: 'queues' must be in 1..16, got 17",
             "t.ini:12: 'queue-size' must be a power of two in 1..32768, got '100'",
-            "t.ini:14: bad 'device' '0FC63DAF-8483-4772': use disk:NAME for a whole [disk], or a GPT partition GUID such as 0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+            "t.ini:14: bad 'device' '0FC63DAF-8483-4772': use disk:NAME for a whole [disk], SERIAL:nN for namespace N of the NVMe controller with that serial (e.g. SN1234:n1), or a GPT partition GUID such as 0FC63DAF-8483-4772-8E79-3D69D8477DE4",
             "t.ini:16: 'read-only' must be true or false, got 'perhaps'",
-            "t.ini:17: missing required key 'device' in [blk c] (disk:NAME or a GPT partition GUID)",
+            "t.ini:17: missing required key 'device' in [blk c] (disk:NAME, SERIAL:nN or a GPT partition GUID)",
             "t.ini:19: unknown key 'colour' in [blk c]",
         ], e.joined(separator: "\n"))
     }

@@ -5,7 +5,8 @@
 // Invariants (abort = a finding): parsing never traps; an error list is never empty
 // and every error names a line inside the file (0 only for whole-file problems); a
 // config that parses refers only to ports it defines, every port is on at most one
-// element, and parsing the same bytes twice gives the same result.
+// element, `[nvme]` and `SERIAL:nN` values are in range, and parsing the same bytes
+// twice gives the same result.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -40,8 +41,22 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         for p in c.ports where p.queues < 1 || p.queueSize < 1 || p.queueSize & (p.queueSize - 1) != 0 {
             fail("port \(p.name): queues \(p.queues), queue-size \(p.queueSize) passed")
         }
+        if let n = c.nvme {
+            if !NVMeConfig.ioQueueDepthRange.contains(n.ioQueueDepth) { fail("[nvme] io-queue-depth \(n.ioQueueDepth) passed") }
+            if case .list(let addresses) = n.pci, Set(addresses).count != addresses.count
+                || addresses.contains(where: { NVMeConfig.normalizedPCIAddress($0) != $0 }) {
+                fail("[nvme] pci \(n.pci) passed")
+            }
+        }
+        for b in c.blks {
+            if case .namespace(let serial, let nsid) = b.device, serial.isEmpty || serial.utf8.count > 20 || serial.contains(":")
+                || !BlkDevice.nsidRange.contains(nsid) {
+                fail("blk \(b.name): device \(b.device) passed")
+            }
+        }
         guard let again = try? SluiceConfig.parse(bytes: bytes, file: "fuzz.ini"), again.ports == c.ports,
-              again.p2p == c.p2p, again.switches == c.switches, again.dataplane == c.dataplane else {
+              again.p2p == c.p2p, again.switches == c.switches, again.dataplane == c.dataplane,
+              again.nvme == c.nvme, again.blks == c.blks else {
             fail("a second parse of the same bytes differs")
         }
     } catch {
