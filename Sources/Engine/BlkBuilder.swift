@@ -25,7 +25,14 @@ struct BlkBuilder: ElementBuilder {
         case .disk(let name): disks = config.disks.filter { $0.name == name }
         case .partition, .namespace: disks = config.disks
         }
-        return "\(c) " + disks.map { "\($0.name)=\($0.file)@\($0.blockSize)" }.joined(separator: ",")
+        var nvme = ""
+        if case .disk = b.device {} else if var n = config.nvme {
+            // Lines aside: an [nvme] that only moved keeps the export.
+            n.line = 0; n.pciLine = nil; n.sglLine = nil; n.interruptsLine = nil
+            n.ioQueueDepthLine = nil; n.adminTimeoutLine = nil; n.ioTimeoutLine = nil
+            nvme = " \(n)"
+        }
+        return "\(c) " + disks.map { "\($0.name)=\($0.file)@\($0.blockSize)" }.joined(separator: ",") + nvme
     }
 
     func build(_ spec: ElementSpec, _ plane: Dataplane) throws(EngineError) -> any RunningElement {
@@ -42,10 +49,15 @@ struct BlkBuilder: ElementBuilder {
             let io = export.model.io[q]
             io.pointee.counters.latency.free()
             io.pointee.counters = try plane.blkCounters(b.name, slot: w)
-            guard let source = export.model.uringQueue(q) else {
-                throw EngineError("blk \(b.name): queue \(q) has no io_uring backend")
+            if let source = export.model.uringQueue(q) {
+                rxq += try plane.addPollEntry(.make(source, PollEntry.blk), worker: w, name: b.name, queue: q)
+            } else if let n = export.model.backends[q] as? NVMeQueueControl {
+                n.pair.counters = try plane.nvmeQueueCounters(n.drive, qid: n.qid, slot: w)
+                let source = BlkQueue(vq: export.device.queues[q], io: io, backend: n.backend)
+                rxq += try plane.addPollEntry(.make(source, PollEntry.nvmeBlk), worker: w, name: b.name, queue: q)
+            } else {
+                throw EngineError("blk \(b.name): queue \(q) has no backend")
             }
-            rxq += try plane.addPollEntry(.make(source, PollEntry.blk), worker: w, name: b.name, queue: q)
         }
         return RunningBlk(export: export, rxqNames: rxq)
     }
@@ -85,21 +97,30 @@ extension Dataplane {
             if old.fingerprint == fingerprint { return old }
             closeBlkExport(old)
         }
-        let resolved = try BlkTargets.resolve(b, config: config)
+        if case .disk = b.device {} else if needsNVMe { try openNVMeDrives() }
+        var resolved: ResolvedBlkTarget
+        do {
+            resolved = try BlkTargets.resolve(b, config: config, drives: nvmeDrives)
+        } catch {
+            // A partition on no disk may be on a namespace of a controller bound to vfio-pci.
+            guard case .partition = b.device, nvmeDrives.isEmpty, NVMeTargets.controllersBoundToVFIO else { throw error }
+            try openNVMeDrives()
+            resolved = try BlkTargets.resolve(b, config: config, drives: nvmeDrives)
+        }
         let id = nextPortID
         nextPortID += 1
         var control: [StatsCounter] = []
         for (name, kind) in VhostUserEndpoint.counterNames {
             control.append(try counter("blk.\(b.name).\(name)", kind: kind, slot: stats.controlSlot))
         }
-        let export = try BlkExport(id: id, config: b, fingerprint: fingerprint, resolved: resolved, counters: control)
+        let export = try BlkExport(id: id, config: b, fingerprint: fingerprint, resolved: resolved, counters: control, logger: logger)
         export.device.hooks = DeviceHooks(
             quiesce: { [unowned self] body in self.quiesce(body) },
             kickChanged: { [unowned self] queue, old, new in self.kickChanged(port: id, queue: queue, old: old, new: new) })
         try export.endpoint.open(epoll: controlEpoll, logger: logger)
         blkExports.append(export)
         for w in resolved.warnings { logger.warning("blk \(b.name): \(w)") }
-        logger.info("blk \(b.name): \(resolved.what), \(resolved.target.sizeBytes) bytes, \(resolved.target.readOnly ? "read-only" : "read-write"), \(resolved.file.directIO ? "O_DIRECT" : "buffered (the file system refuses O_DIRECT)")")
+        logger.info("blk \(b.name): \(resolved.what), \(resolved.target.sizeBytes) bytes, \(resolved.target.readOnly ? "read-only" : "read-write"), \(resolved.file.map { $0.directIO ? "O_DIRECT" : "buffered (the file system refuses O_DIRECT)" } ?? "VFIO")")
         return export
     }
 
@@ -128,6 +149,13 @@ extension Dataplane {
         } catch {
             throw EngineError("blk \(e.name): \(error)")
         }
+    }
+
+    /// The counters of I/O queue `qid` of `drive`, in `slot` (the worker polling it).
+    func nvmeQueueCounters(_ drive: NVMeDrive, qid: Int, slot: Int) throws(EngineError) -> NVMeQueueCounters {
+        var c: [StatsCounter] = []
+        for n in NVMeQueueCounters.allNames { c.append(try counter("\(drive.counterName).qp\(qid).\(n)", slot: slot)) }
+        return NVMeQueueCounters(c)
     }
 
     /// Blk counters of `name` in `slot`.

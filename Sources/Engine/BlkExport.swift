@@ -16,26 +16,45 @@ final class BlkExport {
     let config: BlkConfig
     /// What the export was made from: the section and the disk sections it may read.
     let fingerprint: String
-    let file: BlockFile
+    let file: BlockFile?
+    /// The namespace binding when the export is on NVMe.
+    let nvme: NVMeBinding?
     let device: VhostUserDevice
     let model: VirtioBlkModel
     let endpoint: VhostUserEndpoint
 
     static let listenKind: UInt64 = 1, connectionKind: UInt64 = 2
 
-    init(id: Int, config: BlkConfig, fingerprint: String, resolved: ResolvedBlkTarget, counters: [StatsCounter]) throws(EngineError) {
+    init(id: Int, config: BlkConfig, fingerprint: String, resolved: ResolvedBlkTarget, counters: [StatsCounter],
+         logger: Logger) throws(EngineError) {
         self.id = id
         self.config = config
         self.fingerprint = fingerprint
         file = resolved.file
+        var serial = config.serial
+        var factory: BlkBackendFactory?
+        if let (drive, nsid) = resolved.nvme {
+            let binding = try NVMeBinding(drive: drive, nsid: nsid, label: "blk \(config.name)", logger: logger)
+            nvme = binding
+            // GET_ID answers the controller's serial unless the section sets its own.
+            if serial == String(config.name.prefix(20)) { serial = drive.identity.serial }
+            let depth = drive.settings.ioQueueDepth
+            factory = { q, io throws(BlkSetupError) in
+                try NVMeQueueControl(binding: binding, io: io, depth: depth, label: "blk \(config.name) queue \(q)")
+            }
+        } else {
+            nvme = nil
+        }
         do {
             device = try VhostUserDevice.blk(BlkDeviceSpec(
                 name: config.name, queues: config.queues, queueSize: config.queueSize, maxRegions: config.dsMax,
-                serial: config.serial, target: resolved.target))
+                serial: serial, target: resolved.target), backends: factory)
         } catch {
+            nvme?.close()
             throw EngineError(error.description)
         }
         model = device.blkModel!
+        if let nvme { model.onMemoryChange = { [unowned nvme] regions in nvme.memoryChanged(regions) } }
         endpoint = VhostUserEndpoint(label: "blk \(config.name)", device: device, socketPath: config.socket,
                                      mode: config.mode, socketAccess: config.socketAccess,
                                      listenToken: PortToken.make(port: id, kind: Self.listenKind),
@@ -53,15 +72,24 @@ final class BlkExport {
 
     func close(epoll: Epoll) {
         endpoint.close(epoll: epoll)
+        for b in model.backends { b.close() }
+        nvme?.close()
     }
 }
 
 /// A blk section's target found: the file to use and the byte range to export.
 struct ResolvedBlkTarget {
-    var file: BlockFile
+    /// The disk's file; nil for an NVMe namespace.
+    var file: BlockFile?
     var target: BlockTarget
     /// "disk img0", "partition 2 of disk img0": for the log.
     var what: String
     /// What reading the partition tables found wrong (a damaged primary GPT…): logged at start.
     var warnings: [String] = []
+    /// The controller and namespace when the target is on NVMe.
+    var nvme: (drive: NVMeDrive, nsid: UInt32)? = nil
+
+    init(file: BlockFile?, target: BlockTarget, what: String, warnings: [String] = [], nvme: (drive: NVMeDrive, nsid: UInt32)? = nil) {
+        self.file = file; self.target = target; self.what = what; self.warnings = warnings; self.nvme = nvme
+    }
 }

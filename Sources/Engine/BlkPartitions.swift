@@ -2,13 +2,15 @@ import Block
 import Config
 
 extension BlkTargets {
-    /// The one partition with GUID `uuid` on all `[disk]`s: none or two is an error.
-    /// A disk's GPT is read in its logical block size ([disk] block-size, or the
-    /// device's own for a block device), then in the other size.
-    static func resolvePartition(_ uuid: String, _ b: BlkConfig, config: SluiceConfig) throws(EngineError) -> ResolvedBlkTarget {
+    /// The one partition with GUID `uuid` on all `[disk]`s and NVMe namespaces: none or
+    /// two is an error. A disk's GPT is read in its logical block size ([disk] block-size,
+    /// or the device's own for a block device), then in the other size; a namespace's in
+    /// its LBA size.
+    static func resolvePartition(_ uuid: String, _ b: BlkConfig, config: SluiceConfig, drives: [NVMeDrive]?) throws(EngineError) -> ResolvedBlkTarget {
         let here = "\(config.file):\(b.deviceLine): blk \(b.name)"
         var found: [(disk: DiskConfig, partition: GPTPartition, lbs: Int)] = []
         var notes: [String] = []
+        let onNamespaces = drives.map { NVMeTargets.partitions(uuid, drives: $0, notes: &notes) } ?? []
         for disk in config.disks {
             let file: BlockFile
             do { file = try BlockFile(path: disk.file, writable: false) } catch {
@@ -34,9 +36,22 @@ extension BlkTargets {
             }
             if let problem { notes.append("disk \(disk.name): \(problem)") }
         }
+        if found.count + onNamespaces.count > 1 {
+            let places = found.map { "partition \($0.partition.number) of disk \($0.disk.name)" }
+                + onNamespaces.map { "partition \($0.partition.number) of namespace \($0.where)" }
+            throw EngineError("\(here): GPT partition \(uuid) is on more than one disk (\(places.joined(separator: " and "))); export it with a unique GUID")
+        }
+        if let hit = onNamespaces.first {
+            return try NVMeTargets.partitionTarget(hit, b, here: here)
+        }
+        if found.isEmpty && drives == nil && (config.nvme != nil || NVMeTargets.controllersBoundToVFIO) {
+            // --check: the namespaces are searched at start.
+            return ResolvedBlkTarget(file: nil, target: BlockTarget.unresolved, what: "partition \(uuid) (NVMe namespaces searched at start)")
+        }
         guard let hit = found.first else {
-            let searched = config.disks.map(\.name).joined(separator: ", ")
-            throw EngineError("\(here): no GPT partition \(uuid) on any disk (searched: \(searched.isEmpty ? "no [disk] sections" : searched))"
+            var searched = config.disks.map { "disk \($0.name)" }
+            for d in drives ?? [] { searched += d.namespaces.keys.sorted().map { "\(d.identity.serial):n\($0)" } }
+            throw EngineError("\(here): no GPT partition \(uuid) on any disk (searched: \(searched.isEmpty ? "no [disk] sections, no NVMe namespaces" : searched.joined(separator: ", ")))"
                               + (notes.isEmpty ? "" : "; " + notes.joined(separator: "; ")))
         }
         if found.count > 1 {

@@ -1,10 +1,12 @@
 import Block
 import Config
 
-/// Finding what a `[blk]` exports: a whole `[disk]`, or the one GPT partition with the
-/// asked-for GUID among all disks. Errors name the config line.
+/// Finding what a `[blk]` exports: a whole `[disk]`, an NVMe namespace (`SERIAL:nN`), or
+/// the one GPT partition with the asked-for GUID among all disks and namespaces. Errors
+/// name the config line. `drives` are the open NVMe controllers; nil for `--check`, which
+/// never touches a controller (a running sluice may own it) and checks only what sysfs shows.
 enum BlkTargets {
-    static func resolve(_ b: BlkConfig, config: SluiceConfig) throws(EngineError) -> ResolvedBlkTarget {
+    static func resolve(_ b: BlkConfig, config: SluiceConfig, drives: [NVMeDrive]?) throws(EngineError) -> ResolvedBlkTarget {
         let here = "\(config.file):\(b.deviceLine): blk \(b.name)"
         switch b.device {
         case .disk(let name):
@@ -17,10 +19,14 @@ enum BlkTargets {
             let target = BlockTarget(fd: file.fd, bufferedFD: file.bufferedFD, offsetBytes: 0, sizeBytes: size, readOnly: b.readOnly,
                                      blockSize: disk.blockSize, isBlockDevice: file.isBlockDevice)
             return ResolvedBlkTarget(file: file, target: target, what: "disk \(disk.name) (\(disk.file))")
+        case .namespace(let serial, let nsid):
+            guard let drives else {
+                try NVMeTargets.precheck(config, here: here)
+                return ResolvedBlkTarget(file: nil, target: BlockTarget.unresolved, what: "namespace \(serial):n\(nsid)")
+            }
+            return try NVMeTargets.namespace(serial: serial, nsid: nsid, b, drives: drives, here: here)
         case .partition(let uuid):
-            return try resolvePartition(uuid, b, config: config)
-        case .namespace:
-            throw EngineError("\(here): NVMe namespaces are not available yet")
+            return try resolvePartition(uuid, b, config: config, drives: drives)
         }
     }
 
@@ -28,5 +34,12 @@ enum BlkTargets {
         do { return try BlockFile(path: disk.file, writable: writable) } catch {
             throw EngineError("\(config.file):\(disk.fileLine): disk \(disk.name) (for blk \(blk)): \(error.description)")
         }
+    }
+}
+
+extension BlockTarget {
+    /// What `--check` reports for a target it cannot open without the controller.
+    static var unresolved: BlockTarget {
+        BlockTarget(fd: -1, offsetBytes: 0, sizeBytes: 0, readOnly: true, blockSize: 512, isBlockDevice: false)
     }
 }

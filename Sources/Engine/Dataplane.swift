@@ -35,6 +35,8 @@ public final class Dataplane {
     var ports: [any DataplanePort] = []
     /// `[blk]` exports (their ids come from the port id space: tokens and queue owners).
     var blkExports: [BlkExport] = []
+    /// NVMe controllers driven through VFIO (opened when a config first needs them).
+    var nvmeDrives: [NVMeDrive] = []
     var nextPortID = 0
     /// Which worker polls each (port id, queue key): kicks are registered with it.
     var queueOwner: [Int: [Int: Int]] = [:]
@@ -170,6 +172,10 @@ public final class Dataplane {
             }
             return
         }
+        if let i = NVMeDrive.irqIndex(token) {
+            if i < nvmeDrives.count { nvmeDrives[i].sharedInterrupt() }
+            return
+        }
         if let id = ElementToken.element(token) {
             elements.first { $0.id == id }?.running.handleWakeup()
             return
@@ -182,6 +188,7 @@ public final class Dataplane {
         stats.beat()
         mempoolInUse.set(UInt64(max(0, mempool.inUse)))
         portHousekeeping()
+        for d in nvmeDrives { d.publishCounters() }
     }
 
     private func shutdown() {
@@ -190,6 +197,7 @@ public final class Dataplane {
         elements.removeAll()
         for e in blkExports { e.close(epoll: controlEpoll) }
         blkExports.removeAll()
+        closeNVMeDrives()
         for p in ports { p.close(epoll: controlEpoll) }
         ports.removeAll()
         workers.removeAll()

@@ -4,6 +4,7 @@ import Stats
 import Ports
 import Switching
 import Block
+import NVMe
 
 /// One item on a worker's poll list: a pointer to a poll source of a known kind,
 /// so the list is plain values and every call is statically dispatched. A new kind
@@ -15,6 +16,7 @@ enum PollEntry {
     case switchQueue(UnsafeMutablePointer<SwitchPortQueue>)
     case router(UnsafeMutablePointer<RouterQueue>)
     case blk(UnsafeMutablePointer<BlkQueue<UringBackend>>)
+    case nvmeBlk(UnsafeMutablePointer<BlkQueue<NVMeBlkBackend>>)
 
     /// Allocate a slot for `source` (control thread).
     static func make<S: PollSource>(_ source: S, _ wrap: (UnsafeMutablePointer<S>) -> PollEntry) -> PollEntry {
@@ -38,6 +40,7 @@ extension PollEntry {
         case .switchQueue(let s): return Self.run(s, op, ctx)
         case .router(let s): return Self.run(s, op, ctx)
         case .blk(let s): return Self.run(s, op, ctx)
+        case .nvmeBlk(let s): return Self.run(s, op, ctx)
         }
     }
 

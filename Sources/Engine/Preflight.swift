@@ -42,7 +42,7 @@ public enum Preflight {
         out += bufferMTUProblems(config)
         // Each blk export's disk opens (for writing unless read-only) and its partition is found.
         for b in config.blks {
-            do { _ = try BlkTargets.resolve(b, config: config) } catch { out.append(error.description) }
+            do { _ = try BlkTargets.resolve(b, config: config, drives: nil) } catch { out.append(error.description) }
         }
         if let n = config.networks.first, let problem = stateDirectoryProblem(config.dataplane.stateDirectory) {
             out.append("\(config.file):\(n.line): network \(n.name): leases are kept in \(config.dataplane.stateDirectory): \(problem) (set [dataplane] state-dir)")
