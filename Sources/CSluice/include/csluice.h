@@ -145,5 +145,7 @@ int sl_errno(void);
 #include "sl_uring.h"
 // Device registers (NVMe BAR0).
 #include "sl_mmio.h"
+// VFIO container/group/device ioctls (NVMe over vfio-pci).
+#include "sl_vfio.h"
 
 #endif
