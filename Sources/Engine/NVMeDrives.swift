@@ -41,6 +41,8 @@ final class NVMeDrive {
     let settings: NVMeConfig
     /// I/O queue pairs the controller granted (Set Features, Number of Queues).
     let queueLimit: Int
+    /// Doorbell Buffer Config accepted: I/O queues use shadow doorbells.
+    private(set) var shadowDoorbells = false
     /// Counter prefix: `nvme.<serial>` (characters a counter name cannot hold become `_`).
     let counterName: String
     /// I/O queue ids in use → the eventfd its completions signal.
@@ -98,7 +100,7 @@ final class NVMeDrive {
             }
             namespaces = found
             queueLimit = try controller.requestQueues(64)
-            if identity.supportsShadowDoorbells { try controller.configureShadowDoorbells(dma: dma) }
+            shadowDoorbells = try controller.configureShadowDoorbells(dma: dma)
         } catch { throw EngineError("\(here): \(error.description)") }
         counterName = "nvme." + String(identity.serial.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
         do { try setUpInterrupts() } catch { throw EngineError("\(here): \(error.description)") }
@@ -168,7 +170,8 @@ final class NVMeDrive {
         let failing: (UInt64, Int) -> [UInt8]? = { _, _ in nil }
         guard let ns = namespaces[nsid], let qid = takeQueueID(eventFD: -1) else { return body(failing) }
         defer { releaseQueueID(qid) }
-        guard let pair = try? controller.createQueuePair(qid: qid, depth: 8, vector: nil, dma: dma) else { return body(failing) }
+        guard let pair = try? controller.createQueuePair(qid: qid, depth: 8, vector: nil, dma: dma,
+                                                         ioTimeoutMillis: settings.ioTimeoutMillis) else { return body(failing) }
         defer { try? pair.delete() }
         guard let buffer = try? dma.allocate(bytes: 64 << 10) else { return body(failing) }
         defer { dma.free(buffer) }
@@ -184,7 +187,7 @@ final class NVMeDrive {
                 let skip = Int(at - lba * bs)
                 let blocks = min(Int((end - lba * bs + bs - 1) / bs), capacity)
                 guard lba + UInt64(blocks) <= ns.blocks,
-                      (try? pair.read(nsid: nsid, lba: lba, blocks: blocks, into: buffer)) != nil else { return nil }
+                      (try? pair.read(nsid: nsid, lba: lba, blocks: blocks, blockSize: Int(bs), into: buffer)) != nil else { return nil }
                 let take = min(blocks * Int(bs) - skip, Int(end - at))
                 out += UnsafeRawBufferPointer(start: buffer.host + skip, count: take)
                 at += UInt64(take)

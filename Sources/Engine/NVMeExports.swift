@@ -37,7 +37,7 @@ final class NVMeBinding {
         self.label = label
         self.logger = logger
         lbaShift = ns.blockSize.trailingZeroBitCount
-        table = NVMeIOVATable()
+        table = NVMeIOVATable.allocate()
     }
 
     /// Unmap what the guest had, map what it has now (page-granular, at window + GPA).
@@ -49,7 +49,7 @@ final class NVMeBinding {
             }
         }
         mapped.removeAll()
-        var entries: [NVMeIOVATable.Entry] = []
+        var entries: [NVMeIOVARegion] = []
         let base = UInt64(window) * drive.windowBytes
         for r in regions {
             let page: UInt64 = 4096
@@ -72,14 +72,17 @@ final class NVMeBinding {
                 continue
             }
             mapped.append((iova, bytes))
-            entries.append(NVMeIOVATable.Entry(host: r.host, bytes: r.size, iova: base + r.guestPhys))
+            entries.append(NVMeIOVARegion(host: UnsafeMutableRawPointer(bitPattern: r.host)!, bytes: Int(r.size), iova: base + r.guestPhys))
         }
-        table.update(entries)
+        do { try table.update(regions: entries) } catch {
+            logger.warning("\(label): \(error.description)")
+        }
     }
 
     func close() {
         memoryChanged([])
         drive.releaseWindow(window)
+        table.deallocate()
     }
 }
 
@@ -98,12 +101,12 @@ final class NVMeQueueControl: BlkBackendControl {
         }
         self.qid = qid
         do {
-            pair = try drive.controller.createQueuePair(qid: qid, depth: depth, vector: drive.vector(for: qid), dma: drive.dma)
+            pair = try drive.controller.createQueuePair(qid: qid, depth: depth, vector: drive.vector(for: qid), dma: drive.dma,
+                                                        sgl: drive.settings.sgl, ioTimeoutMillis: drive.settings.ioTimeoutMillis)
         } catch {
             drive.releaseQueueID(qid)
             throw BlkSetupError(description: "\(label): creating I/O queue \(qid) on \(drive.address): \(error.description)")
         }
-        pair.useSGL = drive.settings.sgl && drive.identity.supportsSGL
         backend = pair.backend(nsid: binding.nsid, lbaShift: binding.lbaShift, iova: binding.table)
     }
 

@@ -119,6 +119,21 @@ extension StatsFormat {
         .init(suffix: $0, base: "blk_requests_by_latency", help: "Requests by latency (bucket below_us: less than that many µs; +Inf: the rest).")
     })
 
+    /// `nvme.<controller>.qp<n>.<suffix>`: one NVMe I/O queue pair.
+    static let nvmeQueueRules: [PrometheusRule] = longestFirst([
+        .init(suffix: "submissions", base: "nvme_queue_submissions", help: "NVMe commands written to the I/O submission queue."),
+        .init(suffix: "completions", base: "nvme_queue_completions", help: "NVMe completions reaped from the I/O completion queue."),
+        .init(suffix: "doorbells", base: "nvme_queue_doorbells", help: "Doorbell writes (MMIO) for the queue pair."),
+        .init(suffix: "timeouts", base: "nvme_queue_timeouts", help: "NVMe commands that did not complete within io-timeout-ms."),
+        .init(suffix: "errors", base: "nvme_queue_errors", help: "NVMe commands completed with an error status."),
+    ])
+    /// `nvme.<controller>.<suffix>`: the controller's admin path.
+    static let nvmeControllerRules: [PrometheusRule] = longestFirst([
+        .init(suffix: "admin_commands", base: "nvme_admin_commands", help: "Admin commands sent to the NVMe controller."),
+        .init(suffix: "admin_timeouts", base: "nvme_admin_timeouts", help: "Admin commands that timed out."),
+        .init(suffix: "resets", base: "nvme_resets", help: "Controller resets after a fatal status."),
+    ])
+
     static let unmappedBase = "unmapped"
     static let unmappedHelp = "A sluice counter without a dedicated metric; the name label is its name in the segment."
 
@@ -171,6 +186,17 @@ extension StatsFormat {
                 return series(rule.base, rule.help, [("blk", blk), ("below_us", bound)])
             }
             return series(rule.base, rule.help, [("blk", blk)])
+        }
+        if let (middle, rule) = split(name, prefix: "nvme.", rules: nvmeQueueRules),
+           let dot = middle.utf8.lastIndex(of: UInt8(ascii: ".")) {
+            let controller = String(middle[..<dot])
+            let qp = String(middle[middle.index(after: dot)...])
+            if !controller.isEmpty, qp.hasPrefix("qp"), isDecimal(String(qp.dropFirst(2))) {
+                return series(rule.base, rule.help, [("controller", controller), ("qp", String(qp.dropFirst(2)))])
+            }
+        }
+        if let (controller, rule) = split(name, prefix: "nvme.", rules: nvmeControllerRules) {
+            return series(rule.base, rule.help, [("controller", controller)])
         }
         return series(unmappedBase, unmappedHelp, [("name", name)])
     }

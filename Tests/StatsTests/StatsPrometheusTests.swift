@@ -22,6 +22,16 @@ final class StatsPrometheusTests: XCTestCase {
         XCTAssertEqual(render("port.vm1.vhost.bad_message"), "sluice_port_vhost_bad_messages_total{port=vm1}")
     }
 
+    func testNVMeQueuePairAndControllerCounters() {
+        XCTAssertEqual(render("nvme.SN1234.qp1.submissions"), "sluice_nvme_queue_submissions_total{controller=SN1234,qp=1}")
+        XCTAssertEqual(render("nvme.SN1234.qp12.doorbells"), "sluice_nvme_queue_doorbells_total{controller=SN1234,qp=12}")
+        XCTAssertEqual(render("nvme.SN1234.qp3.timeouts"), "sluice_nvme_queue_timeouts_total{controller=SN1234,qp=3}")
+        XCTAssertEqual(render("nvme.SN1234.admin_commands"), "sluice_nvme_admin_commands_total{controller=SN1234}")
+        XCTAssertEqual(render("nvme.SN1234.resets"), "sluice_nvme_resets_total{controller=SN1234}")
+        // Not a queue pair: the name stays whole.
+        XCTAssertEqual(render("nvme.SN1234.qpx.errors"), "sluice_unmapped_total{name=nvme.SN1234.qpx.errors}")
+    }
+
     func testDottedPortNamesSplitAtTheKnownSuffix() {
         XCTAssertEqual(render("port.vm.1.rx_packets"), "sluice_port_rx_packets_total{port=vm.1}")
         XCTAssertEqual(render("port.a.b.c.drop.bad_desc"), "sluice_port_drops_total{port=a.b.c,reason=bad_desc}")
