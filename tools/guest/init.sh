@@ -4,7 +4,7 @@
 # Reads sl.* parameters from the kernel command line, runs one scripted role and
 # prints marker lines "SLUICE-GUEST: ..." on the console (ttyS0), then powers off.
 #
-#   sl.role=ping|serve|dhcp|blk|vfio-probe   what to do (default: serve)
+#   sl.role=ping|serve|dhcp|blk|vfio-probe|nvme-test   what to do (default: serve)
 #   sl.ip=10.0.0.1/24             IPv4 address for the interface (ping, serve)
 #   sl.ip6=fd00::1/64             optional IPv6 address (added with nodad)
 #   sl.peer=10.0.0.2              address to ping (ping; dhcp optional); a comma-separated
@@ -28,6 +28,9 @@
 #   when an added archive carries them (sl.sluicecfg=FILE: also `sluice --check --config FILE`;
 #   sl.probeargs=WORD: an extra argument for the probe, e.g. admin-mmio-only; sl.kbench=N: time
 #   N 4 KiB direct reads through the kernel driver first)
+#   nvme-test role: sources /etc/sluice/nvme-guest.sh from the archive tools/guest/test-nvme.sh
+#   adds (sluice on the NVMe controller through vfio-pci, sluice-gen blk, the kernel driver
+#   reading back); its markers are listed in that file
 #
 # Markers (one per line, key=value details after the fixed words):
 #   BOOT <bootid> role=... uptime=...      once per boot (count them to see reboots)
@@ -562,6 +565,15 @@ main() {
         dhcp)  role_dhcp ;;
         blk)   role_blk ;;
         vfio-probe) role_vfio_probe ;;
+        nvme-test)
+            if [ -r /etc/sluice/nvme-guest.sh ]; then
+                # shellcheck source=/dev/null  # added by test-nvme.sh's archive
+                . /etc/sluice/nvme-guest.sh
+                role_nvme_test
+            else
+                say "ERROR role nvme-test needs /etc/sluice/nvme-guest.sh (tools/guest/test-nvme.sh adds it)"
+                FAIL=$((FAIL + 1))
+            fi ;;
         *)     say "ERROR unknown role $ROLE"; FAIL=$((FAIL + 1)) ;;
     esac
     finish
