@@ -1,4 +1,5 @@
 import Block
+import NVMe
 import Config
 import Platform
 import Ports

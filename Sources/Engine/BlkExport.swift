@@ -54,7 +54,7 @@ final class BlkExport {
             throw EngineError(error.description)
         }
         model = device.blkModel!
-        if let nvme { model.onMemoryChange = { [unowned nvme] regions in nvme.memoryChanged(regions) } }
+        if let nvme { model.onMemoryChange = { [weak nvme] regions in nvme?.memoryChanged(regions) } }
         endpoint = VhostUserEndpoint(label: "blk \(config.name)", device: device, socketPath: config.socket,
                                      mode: config.mode, socketAccess: config.socketAccess,
                                      listenToken: PortToken.make(port: id, kind: Self.listenKind),
@@ -73,6 +73,7 @@ final class BlkExport {
     func close(epoll: Epoll) {
         endpoint.close(epoll: epoll)
         for b in model.backends { b.close() }
+        model.onMemoryChange = nil
         nvme?.close()
     }
 }

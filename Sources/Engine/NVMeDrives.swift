@@ -225,7 +225,7 @@ extension Dataplane {
     /// bound to vfio-pci), or with no `[nvme]` section every such controller, opened only
     /// when a `[blk]` needs one. Already open controllers are kept.
     func openNVMeDrives() throws(EngineError) {
-        let settings = config.nvme ?? NVMeConfig()
+        let settings = config.nvme ?? NVMeConfig(line: 0)
         let wanted: [String]
         switch settings.pci {
         case .list(let list): wanted = list

@@ -24,7 +24,7 @@ enum NVMeTargets {
     /// controller is touched: a running sluice may own it).
     static func precheck(_ config: SluiceConfig, here: String) throws(EngineError) {
         let addresses: [String]
-        switch (config.nvme ?? NVMeConfig()).pci {
+        switch (config.nvme ?? NVMeConfig(line: 0)).pci {
         case .list(let list):
             addresses = list
         case .auto:
