@@ -38,8 +38,8 @@ let package = Package(
         .target(name: "Services", dependencies: ["Config", "Platform"]),
         // Block: virtio-blk requests, the io_uring file backend, GPT, the blk queue a worker polls.
         .target(name: "Block", dependencies: ["VhostUser", "Ports", "Virtio", "Stats", "Platform", "CSluice"], swiftSettings: hot),
-        // NVMe: the controller driver (admin path today; VFIO queue pairs behind blk exports next).
-        .target(name: "NVMe", dependencies: ["Block", "Platform", "CSluice"], swiftSettings: hot),
+        // NVMe: the controller driver (admin path; I/O queue pairs as a blk backend; DMA/IOVA allocation over an IOMMU).
+        .target(name: "NVMe", dependencies: ["Block", "Virtio", "Stats", "Platform", "CSluice"], swiftSettings: hot),
         .target(name: "Switching", dependencies: ["Ports", "Virtio", "VhostUser", "Memory", "Stats", "Platform", "CSluice"], swiftSettings: hot),
         .target(
             name: "Engine",
@@ -89,7 +89,7 @@ let package = Package(
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "Platform"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Config", "Stats", "Memory", "VhostUser", "Virtio", "Platform", "Ports", "Switching"]),
         .testTarget(name: "SystemTests", dependencies: ["Stats", "Config"]),
-        .testTarget(name: "NVMeTests", dependencies: ["NVMe", "Platform", "CSluice"]),
+        .testTarget(name: "NVMeTests", dependencies: ["NVMe", "Block", "Virtio", "Stats", "Platform", "CSluice"]),
         .testTarget(name: "BlockTests", dependencies: ["Block", "VhostUser", "Virtio", "Ports", "Memory", "Stats", "Platform"]),
     ]
 )
