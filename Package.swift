@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "Services", dependencies: ["Config", "Platform"]),
         // Block: virtio-blk requests, the io_uring file backend, GPT, the blk queue a worker polls.
         .target(name: "Block", dependencies: ["VhostUser", "Ports", "Virtio", "Stats", "Platform", "CSluice"], swiftSettings: hot),
-        // NVMe: the controller driver (admin path today; VFIO queue pairs behind blk exports next).
+        // NVMe: the controller driver (admin path; I/O queue pairs as a blk backend; DMA/IOVA allocation over an IOMMU).
         .target(name: "NVMe", dependencies: ["Block", "Virtio", "Stats", "Platform", "CSluice"], swiftSettings: hot),
         .target(name: "Switching", dependencies: ["Ports", "Virtio", "VhostUser", "Memory", "Stats", "Platform", "CSluice"], swiftSettings: hot),
         .target(

@@ -48,6 +48,14 @@ public final class NVMeController {
     /// Admin commands sent, and the ones that timed out.
     public private(set) var adminCommands = 0
     public private(set) var adminTimeouts = 0
+    /// The last Identify Controller answer (queue pairs take MDTS, SGLS, ONCS from it).
+    public internal(set) var identity: NVMeControllerIdentity?
+    /// Shadow doorbell and EventIdx pages, kept across resets; `shadowActive` once the
+    /// controller took them (Doorbell Buffer Config since the last enable).
+    var shadowPages: (doorbells: DMABuffer, eventIndexes: DMABuffer, owner: DMAAllocator)?
+    public internal(set) var shadowActive = false
+    /// I/O queue pairs created and not deleted.
+    public internal(set) var queuePairCount = 0
 
     public init(bar: UnsafeMutableRawPointer, dma: DMAAllocator, idle: @escaping () -> Void = { sl_pause() }) {
         self.bar = bar
@@ -59,6 +67,10 @@ public final class NVMeController {
     deinit {
         if let asq { dma.free(asq) }
         if let acq { dma.free(acq) }
+        if let shadowPages {
+            shadowPages.owner.free(shadowPages.doorbells)
+            shadowPages.owner.free(shadowPages.eventIndexes)
+        }
     }
 
     func read32(_ r: Int) -> UInt32 { sl_mmio_read32(bar + r) }
@@ -81,6 +93,7 @@ public final class NVMeController {
 
     /// CC.EN = 0 and wait for CSTS.RDY = 0: the controller drops every queue.
     public func disable() throws(NVMeError) {
+        shadowActive = false
         write32(NVMeRegister.cc, read32(NVMeRegister.cc) & ~NVMeCC.enable)
         guard waitReady(capabilities.timeoutMillis, { read32(NVMeRegister.csts) & NVMeCSTS.ready == 0 }) else {
             throw NVMeError("controller did not become idle within CAP.TO (\(capabilities.timeoutMillis) ms) after CC.EN = 0")
@@ -163,6 +176,7 @@ public final class NVMeController {
         guard let id = NVMeControllerIdentity(try identify(cns: NVMeIdentifyCNS.controller)) else {
             throw NVMeError("Identify Controller: short answer")
         }
+        identity = id
         return id
     }
 

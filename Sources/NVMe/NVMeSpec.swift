@@ -149,6 +149,72 @@ public struct NVMeCommand: BitwiseCopyable, Equatable, Sendable {
         c.cdw10 = UInt32(id)
         return c
     }
+
+    /// Abort command `cid` of submission queue `sqid` (best effort: DW0 bit 0 = 1 means
+    /// the controller did not abort it).
+    public static func abort(sqid: UInt16, cid: UInt16) -> NVMeCommand {
+        var c = NVMeCommand(opcode: NVMeAdminOpcode.abort)
+        c.cdw10 = UInt32(sqid) | UInt32(cid) << 16
+        return c
+    }
+
+    /// Doorbell Buffer Config: the shadow doorbell page and the EventIdx page (both 4 KiB aligned).
+    public static func doorbellBufferConfig(shadow: UInt64, eventIndex: UInt64) -> NVMeCommand {
+        var c = NVMeCommand(opcode: NVMeAdminOpcode.doorbellBufferConfig)
+        c.prp1 = shadow
+        c.prp2 = eventIndex
+        return c
+    }
+
+    /// Read, Write or Write Zeroes of `blocks` logical blocks at `lba` (data pointers
+    /// are filled in separately).
+    @inlinable
+    public static func blocks(_ opcode: UInt8, nsid: UInt32, lba: UInt64, blocks: Int) -> NVMeCommand {
+        var c = NVMeCommand(opcode: opcode, nsid: nsid)
+        c.cdw10 = UInt32(truncatingIfNeeded: lba)
+        c.cdw11 = UInt32(truncatingIfNeeded: lba >> 32)
+        c.cdw12 = UInt32(truncatingIfNeeded: blocks &- 1) & 0xFFFF
+        return c
+    }
+
+    /// PSDT = 01: the data pointer is an SGL descriptor (SGL1), lists contiguous.
+    public static let psdtSGL: UInt32 = 1 << 14
+    /// Write Zeroes CDW12 bit 25: deallocate the blocks.
+    public static let writeZeroesDeallocate: UInt32 = 1 << 25
+    /// Dataset Management CDW11 bit 2: deallocate the ranges.
+    public static let dsmDeallocate: UInt32 = 1 << 2
+}
+
+/// SGL descriptor types (byte 15, bits 7:4; subtype 0).
+public enum NVMeSGL {
+    public static let dataBlock: UInt64 = 0x0
+    public static let segment: UInt64 = 0x2
+    public static let lastSegment: UInt64 = 0x3
+    public static let descriptorBytes = 16
+    /// The second quadword of a descriptor: length (bytes 8–11) and type (byte 15).
+    @inlinable
+    public static func lengthAndType(_ length: Int, _ type: UInt64) -> UInt64 {
+        UInt64(truncatingIfNeeded: UInt32(truncatingIfNeeded: length)) | type << 60
+    }
+}
+
+/// Completion status values (SCT << 8 | SC) the driver and the tests name.
+public enum NVMeStatus {
+    public static let success: UInt16 = 0
+    public static let invalidOpcode: UInt16 = 0x001
+    public static let invalidField: UInt16 = 0x002
+    public static let dataTransferError: UInt16 = 0x004
+    public static let abortRequested: UInt16 = 0x007
+    public static let invalidNamespace: UInt16 = 0x00B
+    public static let sglLengthInvalid: UInt16 = 0x00F
+    public static let sglTypeInvalid: UInt16 = 0x011
+    public static let prpOffsetInvalid: UInt16 = 0x013
+    public static let lbaOutOfRange: UInt16 = 0x080
+    public static let invalidQueueSize: UInt16 = 0x102
+    public static let invalidQueueID: UInt16 = 0x101
+    public static let invalidCQ: UInt16 = 0x100
+    /// SCT 2 (media errors), unrecovered read error.
+    public static let unrecoveredRead: UInt16 = 0x281
 }
 
 /// A completion queue entry (16 bytes).
@@ -184,6 +250,14 @@ public struct NVMeControllerIdentity: Equatable, Sendable {
     /// ONCS: Dataset Management (bit 2), Write Zeroes (bit 3).
     public var supportsDSM: Bool
     public var supportsWriteZeroes: Bool
+    /// SGLS bits 1:0 = 10: SGL addresses and lengths must be dword aligned.
+    public var sglDwordAligned: Bool
+    /// OACS bit 8: Doorbell Buffer Config (shadow doorbells).
+    public var supportsDoorbellBuffer: Bool
+    /// Aborts the controller takes at once (ACL + 1).
+    public var abortLimit: Int
+    /// VWC bit 0: a volatile write cache exists (Flush does something).
+    public var volatileWriteCache: Bool
 
     /// Parse a 4096-byte Identify Controller structure.
     public init?(_ data: [UInt8]) {
@@ -204,6 +278,10 @@ public struct NVMeControllerIdentity: Equatable, Sendable {
         supportsDSM = oncs & 4 != 0
         supportsWriteZeroes = oncs & 8 != 0
         supportsSGL = u32(536) & 3 != 0
+        sglDwordAligned = u32(536) & 3 == 2
+        supportsDoorbellBuffer = u16(256) & 0x100 != 0
+        abortLimit = Int(data[258]) + 1
+        volatileWriteCache = data[525] & 1 != 0
     }
 }
 
