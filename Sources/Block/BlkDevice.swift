@@ -15,6 +15,14 @@ public struct BlkDeviceSpec: Sendable {
     public var maxRegions: Int
     public var serial: String
     public var target: BlockTarget
+    /// Limits offered to the guest: segments per request (`seg_max`), bytes per segment
+    /// (`size_max`, VIRTIO_BLK_F_SIZE_MAX when set). A backend whose commands are bounded
+    /// (NVMe: MDTS, command slots) offers less than the file backend's 126 × unlimited.
+    public var segMax: Int = BlkRequestParser.segMax
+    public var sizeMax: UInt32? = nil
+    /// Whether DISCARD / WRITE_ZEROES are offered (writable exports only).
+    public var discard = true
+    public var writeZeroes = true
 
     public init(name: String, queues: Int, queueSize: Int, maxRegions: Int, serial: String, target: BlockTarget) {
         self.name = name; self.queues = queues; self.queueSize = queueSize; self.maxRegions = maxRegions
@@ -120,10 +128,12 @@ public final class VirtioBlkModel: VhostUserDeviceModel, @unchecked Sendable {
         var f = VirtioFeature.version1 | VirtioFeature.indirectDesc | VirtioFeature.eventIdx
             | VirtioBlk.Feature.segMax | VirtioBlk.Feature.blkSize | VirtioBlk.Feature.flush | VirtioBlk.Feature.topology
         if spec.queues > 1 { f |= VirtioBlk.Feature.mq }
+        if spec.sizeMax != nil { f |= VirtioBlk.Feature.sizeMax }
         if spec.target.readOnly {
             f |= VirtioBlk.Feature.ro
         } else {
-            f |= VirtioBlk.Feature.discard | VirtioBlk.Feature.writeZeroes
+            if spec.discard { f |= VirtioBlk.Feature.discard }
+            if spec.writeZeroes { f |= VirtioBlk.Feature.writeZeroes }
         }
         return f
     }
@@ -136,7 +146,8 @@ public final class VirtioBlkModel: VhostUserDeviceModel, @unchecked Sendable {
         func put(_ v: UInt64, _ at: Int, _ n: Int) { for i in 0..<n { c[at + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) } }
         let t = spec.target
         put(t.sectors, VirtioBlk.Config.capacity, 8)
-        put(UInt64(BlkRequestParser.segMax), VirtioBlk.Config.segMax, 4)
+        put(UInt64(spec.segMax), VirtioBlk.Config.segMax, 4)
+        if let sizeMax = spec.sizeMax { put(UInt64(sizeMax), VirtioBlk.Config.sizeMax, 4) }
         put(UInt64(t.blockSize), VirtioBlk.Config.blkSize, 4)
         // Topology: one logical block per physical block, I/O in whole blocks.
         put(0, VirtioBlk.Config.physicalBlockExp, 1)

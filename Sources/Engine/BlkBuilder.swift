@@ -1,6 +1,7 @@
 import Block
 import NVMe
 import Config
+import Logging
 import Platform
 import Ports
 import Stats
@@ -60,7 +61,7 @@ struct BlkBuilder: ElementBuilder {
                 throw EngineError("blk \(b.name): queue \(q) has no backend")
             }
         }
-        return RunningBlk(export: export, rxqNames: rxq)
+        return RunningBlk(export: export, rxqNames: rxq, logger: plane.logger)
     }
 }
 
@@ -69,13 +70,35 @@ struct BlkBuilder: ElementBuilder {
 final class RunningBlk: RunningElement {
     let export: BlkExport
     let rxqNames: [String]
+    let logger: Logger?
 
-    init(export: BlkExport, rxqNames: [String]) {
+    init(export: BlkExport, rxqNames: [String], logger: Logger? = nil) {
         self.export = export
         self.rxqNames = rxqNames
+        self.logger = logger
     }
 
-    func housekeeping(now: UInt64) {}
+    private var lastScan: UInt64 = 0
+    private var reportedFatal = false
+
+    /// NVMe queues, about once a second: a sleeping worker with commands outstanding is
+    /// woken so it scans for timeouts; timed-out commands are aborted (admin Abort); a
+    /// controller fatal status is reported once (the queues then fail every request).
+    func housekeeping(now: UInt64) {
+        guard export.nvme != nil, now &- lastScan >= 1_000_000_000 else { return }
+        lastScan = now
+        for (q, b) in export.model.backends.enumerated() {
+            guard let n = b as? NVMeQueueControl else { continue }
+            if n.pair.outstanding > 0, q < export.model.io.count, export.model.io[q].pointee.eventFD >= 0 {
+                EventFD.signal(export.model.io[q].pointee.eventFD)
+            }
+            _ = try? n.pair.abortTimedOut()
+            if n.pair.needsReset && !reportedFatal {
+                reportedFatal = true
+                logger?.error("blk \(export.name): NVMe controller \(n.drive.address) reports a fatal status (CSTS.CFS); its requests fail with IOERR until sluice restarts and resets it")
+            }
+        }
+    }
 
     /// Requests still with the kernel complete now (workers are paused), so the queues
     /// can move to other workers or the export can close.

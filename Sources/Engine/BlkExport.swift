@@ -33,12 +33,21 @@ final class BlkExport {
         file = resolved.file
         var serial = config.serial
         var factory: BlkBackendFactory?
+        var spec = BlkDeviceSpec(name: config.name, queues: config.queues, queueSize: config.queueSize, maxRegions: config.dsMax,
+                                 serial: serial, target: resolved.target)
         if let (drive, nsid) = resolved.nvme {
             let binding = try NVMeBinding(drive: drive, nsid: nsid, label: "blk \(config.name)", logger: logger)
             nvme = binding
             // GET_ID answers the controller's serial unless the section sets its own.
             if serial == String(config.name.prefix(20)) { serial = drive.identity.serial }
             let depth = drive.settings.ioQueueDepth
+            // Every segment fits one command (size_max ≤ the largest transfer) and a request
+            // of seg_max segments takes at most half the queue's command slots, so a request
+            // the guest sends within these limits always finds room.
+            spec.segMax = max(1, min(BlkRequestParser.segMax, (depth - 1) / 2))
+            spec.sizeMax = UInt32(drive.maxTransfer)
+            spec.discard = drive.identity.supportsDSM
+            spec.writeZeroes = drive.identity.supportsWriteZeroes
             factory = { q, io throws(BlkSetupError) in
                 try NVMeQueueControl(binding: binding, io: io, depth: depth, label: "blk \(config.name) queue \(q)")
             }
@@ -46,9 +55,8 @@ final class BlkExport {
             nvme = nil
         }
         do {
-            device = try VhostUserDevice.blk(BlkDeviceSpec(
-                name: config.name, queues: config.queues, queueSize: config.queueSize, maxRegions: config.dsMax,
-                serial: serial, target: resolved.target), backends: factory)
+            spec.serial = serial
+            device = try VhostUserDevice.blk(spec, backends: factory)
         } catch {
             nvme?.close()
             throw EngineError(error.description)

@@ -114,6 +114,13 @@ final class NVMeDrive {
         adminCounters.resets.set(UInt64(resets))
     }
 
+    /// The largest data transfer of one command: MDTS (in CAP.MPSMIN pages), at most what
+    /// one PRP list page describes.
+    var maxTransfer: Int {
+        let mdts = identity.mdts == 0 || identity.mdts >= 32 ? Int.max : controller.capabilities.minPageSize << Int(identity.mdts)
+        return min(mdts, NVMeQueuePairState.maxCommandBytes)
+    }
+
     /// MSI-X: one vector per queue id (routed as queues come); INTx / MSI: one eventfd the
     /// control thread fans out to the queues.
     private func setUpInterrupts() throws(EngineError) {
