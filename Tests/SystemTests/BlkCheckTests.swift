@@ -44,7 +44,7 @@ final class BlkCheckTests: XCTestCase {
 
         let missing = try check("[disk a]\nfile = \(a)\n[blk p]\ndevice = 99999999-2222-3333-4444-555555555555\nsocket = p.sock\n")
         XCTAssertNotEqual(missing.status, 0)
-        XCTAssertTrue(missing.output.contains("c.ini:6: blk p: no GPT partition 99999999-2222-3333-4444-555555555555 on any disk (searched: a)"), missing.output)
+        XCTAssertTrue(missing.output.contains("c.ini:6: blk p: no GPT partition 99999999-2222-3333-4444-555555555555 on any disk (searched: disk a)"), missing.output)
 
         let copy = dir + "/a2.img"
         try FileManager.default.copyItem(atPath: a, toPath: copy)
@@ -61,5 +61,30 @@ final class BlkCheckTests: XCTestCase {
 
         let absent = try check("[disk d]\nfile = \(dir)/none.img\n[blk w]\ndevice = disk:d\nsocket = w.sock\n")
         XCTAssertTrue(absent.output.contains("c.ini:4: disk d (for blk w): \(dir)/none.img: cannot open for writing: No such file or directory"), absent.output)
+    }
+
+    /// `--check` on NVMe namespace exports looks at sysfs only: a listed controller that is
+    /// not there, or (without [nvme]) no NVMe controller bound to vfio-pci at all.
+    func testNamespaceExportsAreCheckedAgainstSysfs() throws {
+        let absent = try check("[nvme]\npci = 0000:00:1f.7\n[blk n]\ndevice = SN1234:n1\nsocket = n.sock\n")
+        XCTAssertNotEqual(absent.status, 0)
+        XCTAssertTrue(absent.output.contains("c.ini:6: blk n: PCI device 0000:00:1f.7 does not exist"), absent.output)
+        guard !PCIProbe.nvmeBoundToVFIO else { return }
+        let none = try check("[blk n]\ndevice = SN1234:n1\nsocket = n.sock\n")
+        XCTAssertNotEqual(none.status, 0)
+        XCTAssertTrue(none.output.contains("c.ini:4: blk n: no NVMe controller is bound to vfio-pci"), none.output)
+    }
+}
+
+/// Whether this host has an NVMe controller on vfio-pci (then "none bound" cannot be shown).
+enum PCIProbe {
+    static var nvmeBoundToVFIO: Bool {
+        let root = "/sys/bus/pci/devices"
+        for d in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
+            let cls = (try? String(contentsOfFile: "\(root)/\(d)/class", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            let driver = (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(root)/\(d)/driver")).map { ($0 as NSString).lastPathComponent }
+            if cls == "0x010802" && driver == "vfio-pci" { return true }
+        }
+        return false
     }
 }
