@@ -79,11 +79,10 @@ final class RunningBlk: RunningElement {
     }
 
     private var lastScan: UInt64 = 0
-    private var reportedFatal = false
 
     /// NVMe queues, about once a second: a sleeping worker with commands outstanding is
-    /// woken so it scans for timeouts; timed-out commands are aborted (admin Abort); a
-    /// controller fatal status is reported once (the queues then fail every request).
+    /// woken so it scans for timeouts (and for a fatal controller status, which the data
+    /// plane's housekeeping then resets); timed-out commands are aborted (admin Abort).
     func housekeeping(now: UInt64) {
         guard export.nvme != nil, now &- lastScan >= 1_000_000_000 else { return }
         lastScan = now
@@ -92,11 +91,7 @@ final class RunningBlk: RunningElement {
             if n.pair.outstanding > 0, q < export.model.io.count, export.model.io[q].pointee.eventFD >= 0 {
                 EventFD.signal(export.model.io[q].pointee.eventFD)
             }
-            _ = try? n.pair.abortTimedOut()
-            if n.pair.needsReset && !reportedFatal {
-                reportedFatal = true
-                logger?.error("blk \(export.name): NVMe controller \(n.drive.address) reports a fatal status (CSTS.CFS); its requests fail with IOERR until sluice restarts and resets it")
-            }
+            if !n.pair.needsReset { _ = try? n.pair.abortTimedOut() }
         }
     }
 

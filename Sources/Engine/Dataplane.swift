@@ -188,6 +188,7 @@ public final class Dataplane {
         stats.beat()
         mempoolInUse.set(UInt64(max(0, mempool.inUse)))
         portHousekeeping()
+        resetFailedNVMeDrives()
         for d in nvmeDrives { d.publishCounters() }
     }
 

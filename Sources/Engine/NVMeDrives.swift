@@ -45,6 +45,8 @@ final class NVMeDrive {
     private(set) var shadowDoorbells = false
     /// Counter prefix: `nvme.<serial>` (characters a counter name cannot hold become `_`).
     let counterName: String
+    /// The blk queues on this controller (what a reset brings back).
+    var controls: [NVMeQueueControl] = []
     /// I/O queue ids in use → the eventfd its completions signal.
     private(set) var queues: [Int: Int32] = [:]
     /// INTx or MSI: one eventfd for the controller (on the control epoll), fanned out.
@@ -105,6 +107,19 @@ final class NVMeDrive {
         counterName = "nvme." + String(identity.serial.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
         do { try setUpInterrupts() } catch { throw EngineError("\(here): \(error.description)") }
         logger.info("\(here): \(identity.model) serial \(identity.serial), firmware \(identity.firmware), \(namespaces.count) namespace(s) \(namespaces.keys.sorted().map { "n\($0)" }.joined(separator: ",")), \(queueLimit) I/O queue(s), \(settings.sgl && identity.supportsSGL ? "SGLs" : "PRPs"), interrupts \(settings.interrupts)")
+    }
+
+    /// Whether a queue saw a fatal controller status.
+    var needsReset: Bool { controls.contains { $0.pair.needsReset } }
+
+    /// After CSTS.CFS (workers paused, requests drained): reset and enable the controller,
+    /// create every queue pair again in place. Throws when the controller does not come back.
+    func resetAfterFatalStatus() throws(EngineError) {
+        resets += 1
+        do {
+            _ = try controller.resetAfterFatalStatus(queues: 64)
+            for c in controls { try c.pair.recreate(vector: vector(for: c.qid)) }
+        } catch { throw EngineError("nvme \(address): reset after a fatal status failed: \(error.description)") }
     }
 
     /// Copy the admin path's tallies into the counters (housekeeping).
@@ -256,6 +271,21 @@ extension Dataplane {
     /// Whether the running config needs NVMe controllers at all.
     var needsNVMe: Bool {
         config.nvme != nil || config.blks.contains { if case .namespace = $0.device { return true } else { return false } }
+    }
+
+    /// Reset every controller whose queues saw a fatal status, under the pause handshake:
+    /// its exports' requests finish first (answered IOERR), then the controller and its
+    /// queue pairs come back and the guests carry on.
+    func resetFailedNVMeDrives() {
+        for d in nvmeDrives where d.needsReset && !d.closed {
+            logger.error("nvme \(d.address): controller fatal status (CSTS.CFS): resetting it; requests in flight failed with IOERR")
+            var problem: EngineError?
+            quiesce {
+                for e in blkExports where e.nvme?.drive === d { e.model.drainInFlight(queue: nil) }
+                do throws(EngineError) { try d.resetAfterFatalStatus() } catch { problem = error }
+            }
+            if let problem { logger.error("\(problem.description)") } else { logger.info("nvme \(d.address): reset done, \(d.controls.count) queue pair(s) back") }
+        }
     }
 
     func closeNVMeDrives() {

@@ -108,6 +108,7 @@ final class NVMeQueueControl: BlkBackendControl {
             throw BlkSetupError(description: "\(label): creating I/O queue \(qid) on \(drive.address): \(error.description)")
         }
         backend = pair.backend(nsid: binding.nsid, lbaShift: binding.lbaShift, iova: binding.table)
+        drive.controls.append(self)
     }
 
     /// Completions always raise the queue's interrupt; its eventfd sits on the owning
@@ -121,6 +122,7 @@ final class NVMeQueueControl: BlkBackendControl {
     func close() {
         guard !closed else { return }
         closed = true
+        drive.controls.removeAll { $0 === self }
         if !drive.closed { try? pair.delete() }
         drive.releaseQueueID(qid)
     }

@@ -179,6 +179,35 @@ final class NVMeQueuePairTests: XCTestCase {
         }
     }
 
+    func testResetAfterFatalStatusBringsThePairBackInPlace() throws {
+        for shadow in [false, true] {
+            let h = try QueueHarness(depth: 8, shadow: shadow)
+            XCTAssertEqual(h.prepare(h.slot(T.output, sector: 0, pieces: [(0x10000, 4096)]), head: 1), .queued)
+            _ = h.backend.submit()
+            h.soft.setFatal()
+            var head: UInt64 = 0, result: Int32 = 0
+            var failed = false
+            for _ in 0..<2048 where !failed {
+                if h.backend.reap(heads: &head, results: &result, max: 1) == 1 { failed = true; XCTAssertEqual(result, -EIO) }
+            }
+            XCTAssertTrue(failed && h.pair.needsReset)
+            XCTAssertGreaterThan(try h.ctrl.resetAfterFatalStatus(queues: 4), 0)
+            try h.pair.recreate(vector: nil)
+            XCTAssertFalse(h.pair.needsReset)
+            XCTAssertEqual(h.pair.outstanding, 0)
+            XCTAssertEqual(h.pair.usesShadowDoorbells, shadow)
+            // The same backend value (what a worker's poll entry holds) works again: a write,
+            // then a read of the same block, more times than the queue is deep (phase wrap).
+            for i in 0..<20 {
+                let data = h.fill([(0x20000, 4096)], seed: UInt8(i))
+                XCTAssertEqual(h.one(h.slot(T.output, sector: 8, pieces: [(0x20000, 4096)]), head: 2), 4096)
+                XCTAssertEqual(h.namespace(at: 8 * 512, count: 4096), data)
+            }
+            XCTAssertEqual(h.one(h.slot(T.input, sector: 8, pieces: [(0x30000, 4096)]), head: 3), 4096)
+            XCTAssertEqual(h.gathered([(0x30000, 4096)]), h.namespace(at: 8 * 512, count: 4096))
+        }
+    }
+
     /// `requests` single requests one after another; the model's MMIO doorbell counts.
     private func doorbellRun(shadow: Bool, eventIdxEvery: Int, requests: Int = 50) throws -> (sq: Int, cq: Int, counted: UInt64) {
         let h = try QueueHarness(depth: 16, shadow: shadow) { $0.eventIdxEvery = eventIdxEvery }
