@@ -25,7 +25,7 @@ final class NVMeVMTests: XCTestCase {
     /// read-only export refuses a write, SIGTERM, restart, everything verified again.
     func testBusyPollNamespacesPartitionRestart() throws {
         let line = try passLine("a (")
-        for part in ["n1 1024 KiB", "n2 1024 KiB", "p2 1024 KiB (bs 1m)", "through /dev/nvme0n1",
+        for part in ["n1 1024 KiB", "n2 1024 KiB", "p2 1024 KiB at", "(bs 1m)", "through /dev/nvme0n1",
                      "through /dev/nvme0n2", "write refused", "2 start(s)", "SIGTERM status 0",
                      "after the restart every range verified again"] {
             XCTAssertTrue(line.contains(part), "'\(part)' missing from: \(line)")
