@@ -4,7 +4,7 @@
 # Reads sl.* parameters from the kernel command line, runs one scripted role and
 # prints marker lines "SLUICE-GUEST: ..." on the console (ttyS0), then powers off.
 #
-#   sl.role=ping|serve|dhcp|blk|vfio-probe|nvme-test   what to do (default: serve)
+#   sl.role=ping|serve|dhcp|blk|vfio-probe|nvme-test|nvme-bench   what to do (default: serve)
 #   sl.ip=10.0.0.1/24             IPv4 address for the interface (ping, serve)
 #   sl.ip6=fd00::1/64             optional IPv6 address (added with nodad)
 #   sl.peer=10.0.0.2              address to ping (ping; dhcp optional); a comma-separated
@@ -31,6 +31,9 @@
 #   nvme-test role: sources /etc/sluice/nvme-guest.sh from the archive tools/guest/test-nvme.sh
 #   adds (sluice on the NVMe controller through vfio-pci, sluice-gen blk, the kernel driver
 #   reading back); its markers are listed in that file
+#   nvme-bench role: sources nvme-guest.sh and /etc/sluice/nvme-bench-guest.sh from the archive
+#   tools/bench/nvme-vs-kernel.sh adds (the kernel's nvme driver vs sluice on vfio-pci, random
+#   reads timed); its markers are listed in that file
 #
 # Markers (one per line, key=value details after the fixed words):
 #   BOOT <bootid> role=... uptime=...      once per boot (count them to see reboots)
@@ -572,6 +575,17 @@ main() {
                 role_nvme_test
             else
                 say "ERROR role nvme-test needs /etc/sluice/nvme-guest.sh (tools/guest/test-nvme.sh adds it)"
+                FAIL=$((FAIL + 1))
+            fi ;;
+        nvme-bench)
+            if [ -r /etc/sluice/nvme-guest.sh ] && [ -r /etc/sluice/nvme-bench-guest.sh ]; then
+                # shellcheck source=/dev/null  # added by nvme-vs-kernel.sh's archive
+                . /etc/sluice/nvme-guest.sh
+                # shellcheck source=/dev/null
+                . /etc/sluice/nvme-bench-guest.sh
+                role_nvme_bench
+            else
+                say "ERROR role nvme-bench needs /etc/sluice/nvme-guest.sh and nvme-bench-guest.sh (tools/bench/nvme-vs-kernel.sh adds them)"
                 FAIL=$((FAIL + 1))
             fi ;;
         *)     say "ERROR unknown role $ROLE"; FAIL=$((FAIL + 1)) ;;

@@ -69,6 +69,8 @@ KIND=""; [ "$STANDIN" = 1 ] && KIND=" stand-in"
 
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
+# shellcheck source=nvme-lib.sh
+source "$HERE/nvme-lib.sh"
 sl_need_root "QEMU guests"
 sl_require qemu-system-x86_64 qemu-system-x86
 sl_require sgdisk gdisk
@@ -78,7 +80,6 @@ sl_find_sluice
 GEN=$SLUICE_BIN_DIR/sluice-gen
 [ -x "$GEN" ] || sl_skip "no sluice-gen in $SLUICE_BIN_DIR (swift build, or set SLUICE_BIN_DIR)"
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-600}
-NVME_GUEST_DIR=${SLUICE_NVME_GUEST_DIR:-/var/cache/sluice-guest-nvme}
 
 sl_setup nvme
 FAILED=0
@@ -118,8 +119,7 @@ field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1" | head -n 1; }
 
 # ---- the guest image (its own directory: the shared one keeps its module list) ----
 t0=$(date +%s)
-SLUICE_GUEST_EXTRA_MODULES="nvme vfio_pci vfio_iommu_type1" "$HERE/build-guest.sh" "$NVME_GUEST_DIR" >&2 ||
-    fatal "build-guest.sh $NVME_GUEST_DIR failed"
+nvme_build_guest || fatal "build-guest.sh $NVME_GUEST_DIR failed"
 
 # ---- namespaces: ns1 64 MiB with a GPT (partitions 1 and 2, fixed GUIDs), ns2 32 MiB ----
 NS1=$SL_RUN/ns1.img
@@ -274,39 +274,15 @@ EOF
 
 # ---- the extra archive: the guest script, the plan, sluice and sluice-gen with their libraries ----
 OVL=$SL_RUN/ovl
-mkdir -p "$OVL/usr/bin"
-install -m 0644 "$HERE/nvme-guest.sh" "$OVL/etc/sluice/nvme-guest.sh"
-LIBS=()
-for bin in sluice sluice-gen; do
-    cp "$SLUICE_BIN_DIR/$bin" "$OVL/usr/bin/$bin"
-    while read -r lib; do
-        [ -e "$OVL$lib" ] && continue
-        mkdir -p "$OVL$(dirname "$lib")"
-        cp -L "$lib" "$OVL$lib"
-        LIBS+=("$lib")
-    done < <(ldd "$SLUICE_BIN_DIR/$bin" | grep -o '/[^ ]*' || true)
-done
-(cd "$OVL" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --owner=0:0 --quiet) |
-    gzip -1 -n >"$SL_RUN/overlay.gz"
-BOOT=$SL_RUN/boot
-mkdir -p "$BOOT"
-cat "$NVME_GUEST_DIR/initramfs.gz" "$SL_RUN/overlay.gz" >"$BOOT/initramfs.gz"
-ln -s "$NVME_GUEST_DIR/vmlinuz" "$BOOT/vmlinuz"
-SIZES="sluice $(( $(stat -c %s "$OVL/usr/bin/sluice") / 1000000 )) MB + sluice-gen $(( $(stat -c %s "$OVL/usr/bin/sluice-gen") / 1000000 )) MB + ${#LIBS[@]} libraries $(( $(du -sb "$OVL" | cut -f1) / 1000000 )) MB in all, archive $(( $(stat -c %s "$SL_RUN/overlay.gz") / 1000000 )) MB gzipped, initramfs $(( $(stat -c %s "$BOOT/initramfs.gz") / 1000000 )) MB"
+install -D -m 0644 "$HERE/nvme-guest.sh" "$OVL/etc/sluice/nvme-guest.sh"
+nvme_add_binaries "$OVL" sluice sluice-gen
+nvme_pack "$OVL"
+SIZES="sluice $(( $(stat -c %s "$OVL/usr/bin/sluice") / 1000000 )) MB + sluice-gen $(( $(stat -c %s "$OVL/usr/bin/sluice-gen") / 1000000 )) MB + $NVME_SIZES"
 sl_log "guest image and archive ready after $(( $(date +%s) - t0 )) s: $SIZES"
 
 # ---- boot ----
-# shellcheck disable=SC2034  # sl_start_vm boots from SL_GUEST_DIR
-SL_GUEST_DIR=$BOOT
 t0=$(date +%s)
-sl_start_vm nvme --mem "$MEM" --smp "$SMP" \
-    --append "intel_iommu=on sl.role=nvme-test sl.timeout=$BOOT_TIMEOUT" -- \
-    -M q35 -device intel-iommu,intremap=on,caching-mode=on \
-    -drive "file=$NS1,if=none,id=nvm1,format=raw" \
-    -device nvme,id=nvme0,serial=SN1234,addr=0x4 \
-    -device nvme-ns,drive=nvm1,bus=nvme0,nsid=1 \
-    -drive "file=$NS2,if=none,id=nvm2,format=raw" \
-    -device nvme-ns,drive=nvm2,bus=nvme0,nsid=2
+nvme_start_vm nvme "$MEM" "$SMP" "sl.role=nvme-test sl.timeout=$BOOT_TIMEOUT" "$NS1" "$NS2"
 VM=$SL_LAST_PID
 LOG=$SL_RUN/nvme.log
 rc=0
