@@ -40,7 +40,7 @@ SANITIZE=-sanitize=fuzzer,address
 #            with libnuma and libhugetlbfs)
 #   MAX_LEN  libFuzzer -max_len
 
-TARGETS=(vhost-message desc-chain switch-classify segment config dhcp4 dhcp6 ndp router gpt blk-request)
+TARGETS=(vhost-message desc-chain switch-classify segment config dhcp4 dhcp6 ndp router gpt blk-request nvme-data)
 
 target_vhost_message() {
     # Platform: the message codec closes fds it refuses through Platform's owned fds.
@@ -166,6 +166,24 @@ target_blk_request() {
     SEEDS=
     CSHIM=yes
     MAX_LEN=32772 # 4 control bytes + the 0x8000-byte memory image
+}
+
+# The NVMe data path: the real NVMeBlkBackend of a real NVMeQueuePair (created through
+# NVMeController) against a strict controller model over an in-memory BAR that checks
+# every device address, length and LBA the driver hands it, holds back, reorders and
+# fails completions, and goes fatal; see nvme-data/Fuzz.swift for the input layout and
+# the invariants. Seeds are committed files, written by
+# `swift tools/fuzz/nvme-data/make-seeds.swift DIR`.
+NVME_DATA_MODEL="tools/fuzz/nvme-data/DeviceMemory.swift tools/fuzz/nvme-data/Device.swift tools/fuzz/nvme-data/DataPointers.swift"
+NVME_DATA_MODEL+=" tools/fuzz/nvme-data/Oracle.swift tools/fuzz/nvme-data/Inputs.swift"
+target_nvme_data() {
+    MODULES=("Platform=Sources/Platform/*.swift" "Memory=Sources/Memory/*.swift" "Stats=Sources/Stats/*.swift"
+             "Virtio=Sources/Virtio/*.swift" "VhostUser=Sources/VhostUser/*.swift" "Ports=Sources/Ports/*.swift"
+             "Block=Sources/Block/*.swift" "NVMe=Sources/NVMe/*.swift" "NVMeDataModel=$NVME_DATA_MODEL")
+    ENTRY=tools/fuzz/nvme-data/Fuzz.swift
+    SEEDS=
+    CSHIM=yes
+    MAX_LEN=4096 # 6 header bytes + ops
 }
 
 # ---------------------------------------------------------------------------
