@@ -209,12 +209,17 @@ w("- In the guest: %s; TSC %s." % (ctrl, "%.3f GHz (kload --tsc)" % (tsc / 1e9) 
 w("- Sluice binaries in `%s` built %s (HEAD %s%s)." % (
     meta["SLUICE_BIN_DIR"], meta["built"], meta["rev"],
     "" if meta["dirty"] == "0" else ", plus %s uncommitted file(s) under Sources/ and Package.swift" % meta["dirty"]))
-w("- Load average at start **%s**, at end %s (a %d-CPU host shared with other builds and tests); busiest processes"
-  " at start:" % (meta["load_at_start"], meta["load_at_end"], host_cpus))
-w("  ```")
-for l in meta["busy_at_start"].splitlines():
-    w("  " + l)
-w("  ```")
+# The busiest processes at the start, those that used at least 1 % of a CPU.
+busiest = [l for l in meta["busy_at_start"].splitlines() if re.match(r"\s*([0-9.]+)%", l)
+           and float(re.match(r"\s*([0-9.]+)%", l).group(1)) >= 1.0]
+w("- Load average at start **%s**, at end %s (a %d-CPU host shared with other builds and tests); %s" % (
+    meta["load_at_start"], meta["load_at_end"], host_cpus,
+    "busiest processes at start:" if busiest else "no process used 1 % of a CPU or more at the start."))
+if busiest:
+    w("  ```")
+    for l in busiest:
+        w("  " + l)
+    w("  ```")
 w("- %s round(s); each driver runs %d s of 4 KiB random reads over the whole namespace, CPU accounted over %s s in the"
   " middle of it; odd rounds kernel first, even rounds Sluice first. Medians over the rounds, (min–max) where there are"
   " several; a run during which other host processes used more than %.2f cores is left out where its cell has"
