@@ -56,10 +56,12 @@ public struct BlkConfig: Equatable, Sendable {
     public var dsMax = PortConfig.defaultDsMax
     /// GET_ID's answer (at most 20 bytes); the section name by default.
     public var serial: String
+    /// Whether the section set `serial` (an NVMe export otherwise answers the controller's).
+    public var serialGiven: Bool
 
     public init(name: String, line: Int, device: BlkDevice, deviceLine: Int, socket: String, serial: String? = nil) {
         self.name = name; self.line = line; self.device = device; self.deviceLine = deviceLine
-        self.socket = socket; self.serial = serial ?? name
+        self.socket = socket; self.serial = serial ?? String(name.prefix(20)); serialGiven = serial != nil
     }
 }
 
@@ -128,7 +130,7 @@ enum BlkDecoder {
         reader.reportUnknownKeys(log: &log)
         guard let device, let socket else { return decoded }
         var c = BlkConfig(name: section.name, line: section.line, device: device, deviceLine: deviceLine,
-                          socket: socket, serial: serial ?? String(section.name.prefix(20)))
+                          socket: socket, serial: serial)
         c.mode = mode
         c.socketAccess = access
         c.readOnly = readOnly

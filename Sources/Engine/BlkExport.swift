@@ -39,7 +39,7 @@ final class BlkExport {
             let binding = try NVMeBinding(drive: drive, nsid: nsid, label: "blk \(config.name)", logger: logger)
             nvme = binding
             // GET_ID answers the controller's serial unless the section sets its own.
-            if serial == String(config.name.prefix(20)) { serial = drive.identity.serial }
+            if !config.serialGiven { serial = drive.identity.serial }
             let depth = drive.settings.ioQueueDepth
             // Every segment fits one command (size_max ≤ the largest transfer) and a request
             // of seg_max segments takes at most half the queue's command slots, so a request

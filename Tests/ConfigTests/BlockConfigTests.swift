@@ -42,9 +42,11 @@ final class BlockConfigTests: XCTestCase {
         XCTAssertEqual([a.queues, a.queueSize], [4, 1024])
         XCTAssertTrue(a.readOnly)
         XCTAssertEqual(a.serial, "disk-a")
+        XCTAssertTrue(a.serialGiven)
         XCTAssertEqual(b.device, .partition("0FC63DAF-8483-4772-8E79-3D69D8477DE4"))
         XCTAssertEqual(b.mode, .client)
         XCTAssertEqual(b.serial, "b", "the serial defaults to the section name")
+        XCTAssertFalse(b.serialGiven, "an NVMe export answers GET_ID with the controller's serial then")
         XCTAssertEqual([b.queues, b.queueSize, b.dsMax], [1, 256, PortConfig.defaultDsMax])
         XCTAssertFalse(b.readOnly)
     }
