@@ -149,9 +149,10 @@ public final class VirtioBlkModel: VhostUserDeviceModel, @unchecked Sendable {
         put(UInt64(spec.segMax), VirtioBlk.Config.segMax, 4)
         if let sizeMax = spec.sizeMax { put(UInt64(sizeMax), VirtioBlk.Config.sizeMax, 4) }
         put(UInt64(t.blockSize), VirtioBlk.Config.blkSize, 4)
-        // Topology: one logical block per physical block, I/O in whole blocks.
+        // Topology: one logical block per physical block, I/O in whole logical blocks
+        // (min_io_size counts logical blocks: the guest multiplies it by blk_size).
         put(0, VirtioBlk.Config.physicalBlockExp, 1)
-        put(UInt64(t.blockSize / 512), VirtioBlk.Config.minIOSize, 2)
+        put(1, VirtioBlk.Config.minIOSize, 2)
         put(UInt64(spec.queues), VirtioBlk.Config.numQueues, 2)
         let maxSectors = UInt64(BlkRequestParser.maxBytes >> 9)
         put(maxSectors, VirtioBlk.Config.maxDiscardSectors, 4)
